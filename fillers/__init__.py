@@ -1,0 +1,24 @@
+"""fillers: Caffe's parameter fillers for numpy, in C kernels.
+
+The public API:
+
+- :func:`fill` fills an array in place with a Caffe filler (constant, uniform, gaussian with ``sparse``,
+  positive_unitball, xavier, msra, bilinear) from the counter-based Philox stream or, with
+  ``rng=CaffeRNG(seed)``, bit-identically to Caffe 1.0.
+- :func:`philox_raw` exposes the raw Philox4x32-10 words.
+- :class:`FillerParameter` and :class:`NetParameter` are the generated Caffe schema messages.
+"""
+from fillers._fill import default_threads, fill, philox_raw
+from fillers._params import FILLER_TYPES
+from fillers.caffe_pb2 import FillerParameter, NetParameter
+
+__all__ = [
+    "FILLER_TYPES",
+    "FillerParameter",
+    "NetParameter",
+    "default_threads",
+    "fill",
+    "philox_raw",
+]
+
+__version__ = "0.1.0"

@@ -1,0 +1,35 @@
+# C declarations of the kernels in fillers/src, shared by the Cython modules.
+from libc.stdint cimport int64_t, uint32_t, uint64_t
+
+
+cdef extern from "src/philox.h" nogil:
+    ctypedef struct fl_philox_key:
+        uint64_t seed
+        uint64_t stream
+    void fl_philox4x32_10(uint32_t c0, uint32_t c1, uint32_t c2, uint32_t c3, uint32_t k0, uint32_t k1,
+                          uint32_t out[4]) noexcept
+
+
+cdef extern from "src/philox_fill.h" nogil:
+    void fl_philox_raw(const fl_philox_key *key, uint64_t first, int64_t n, uint32_t *out) noexcept
+    void fl_philox_uniform_f32(const fl_philox_key *key, int64_t first, int64_t n, float lo, float hi,
+                               float *out) noexcept
+    void fl_philox_uniform_f64(const fl_philox_key *key, int64_t first, int64_t n, double lo, double hi,
+                               double *out) noexcept
+    void fl_philox_gaussian_f32(const fl_philox_key *key, int64_t first, int64_t n, float mean, float std,
+                                float *out) noexcept
+    void fl_philox_gaussian_f64(const fl_philox_key *key, int64_t first, int64_t n, double mean, double std,
+                                double *out) noexcept
+    void fl_philox_sparsify_f32(const fl_philox_key *key, int64_t first, int64_t n, double p,
+                                float *out) noexcept
+    void fl_philox_sparsify_f64(const fl_philox_key *key, int64_t first, int64_t n, double p,
+                                double *out) noexcept
+
+
+cdef extern from "src/common.h" nogil:
+    void fl_constant_f32(int64_t n, float value, float *out) noexcept
+    void fl_constant_f64(int64_t n, double value, double *out) noexcept
+    void fl_bilinear_f32(int64_t first, int64_t n, int64_t k, float *out) noexcept
+    void fl_bilinear_f64(int64_t first, int64_t n, int64_t k, double *out) noexcept
+    void fl_normalize_rows_f32(float *data, int64_t rows, int64_t row_len) noexcept
+    void fl_normalize_rows_f64(double *data, int64_t rows, int64_t row_len) noexcept

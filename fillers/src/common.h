@@ -1,0 +1,20 @@
+/* Draw-free kernels shared by both random streams. */
+#ifndef FILLERS_COMMON_H
+#define FILLERS_COMMON_H
+
+#include <stdint.h>
+
+void fl_constant_f32(int64_t n, float value, float *out);
+void fl_constant_f64(int64_t n, double value, double *out);
+
+/* Caffe's bilinear upsampling kernel for a K x K filter: elements first .. first + n - 1 of a blob whose
+ * two last axes are K x K.  Computed in float, as Caffe does, whatever the output type. */
+void fl_bilinear_f32(int64_t first, int64_t n, int64_t k, float *out);
+void fl_bilinear_f64(int64_t first, int64_t n, int64_t k, double *out);
+
+/* positive_unitball's normalisation: each of `rows` rows of `row_len` elements is divided by its sum,
+ * summed sequentially in the element type (Caffe's order). */
+void fl_normalize_rows_f32(float *data, int64_t rows, int64_t row_len);
+void fl_normalize_rows_f64(double *data, int64_t rows, int64_t row_len);
+
+#endif
