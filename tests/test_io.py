@@ -3,6 +3,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -119,7 +120,10 @@ def test_interrupted_save_leaves_nothing(tmp_path):
     )
     child = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     assert child.stdout.readline().strip() == b"ready"
+    deadline = time.monotonic() + 60
+    while not os.listdir(tmp_path) and time.monotonic() < deadline:  # the temporary file is being written
+        time.sleep(0.005)
     child.send_signal(signal.SIGINT)
     _, err = child.communicate(timeout=120)
-    assert child.returncode != 0 and b"KeyboardInterrupt" in err
+    assert child.returncode != 0 and b"KeyboardInterrupt" in err, err.decode()
     assert os.listdir(tmp_path) == []
