@@ -59,6 +59,7 @@ static void fl_mt_refill(fl_mt19937 *st)
     fl_mt_twist(st);
     fl_mt_temper(st);
     st->pos = 0;
+    st->blocks += 1;
 }
 
 static inline uint32_t fl_mt_next(fl_mt19937 *st)
@@ -75,13 +76,15 @@ void fl_mt_seed(fl_mt19937 *st, uint32_t seed)
         st->key[i] = 1812433253u * (st->key[i - 1] ^ (st->key[i - 1] >> 30)) + i;
     fl_mt_temper(st);
     st->pos = FL_MT_N;
+    st->blocks = 0;
 }
 
-void fl_mt_set(fl_mt19937 *st, const uint32_t *key, int32_t pos)
+void fl_mt_set(fl_mt19937 *st, const uint32_t *key, int32_t pos, uint64_t blocks)
 {
     memcpy(st->key, key, sizeof st->key);
     fl_mt_temper(st);
     st->pos = pos;
+    st->blocks = blocks;
 }
 
 void fl_mt_raw(fl_mt19937 *st, int64_t n, uint32_t *out)

@@ -16,12 +16,13 @@ typedef struct {
     uint32_t key[FL_MT_N];  /* the untempered MT19937 state block (numpy's MT19937 "key") */
     uint32_t out[FL_MT_N];  /* the tempered block, always equal to temper(key) */
     int32_t pos;            /* index of the next word in out; FL_MT_N: twist before the next draw */
+    uint64_t blocks;        /* twists since seeding: words drawn = blocks * FL_MT_N + pos - FL_MT_N */
 } fl_mt19937;
 
 /* boost::mt19937(seed): the reference init_genrand; the first draw twists (pos = FL_MT_N). */
 void fl_mt_seed(fl_mt19937 *st, uint32_t seed);
-/* Restore a state saved as (key, pos); pos must be in [0, FL_MT_N]. */
-void fl_mt_set(fl_mt19937 *st, const uint32_t *key, int32_t pos);
+/* Restore a state saved as (key, pos, blocks); pos must be in [0, FL_MT_N]. */
+void fl_mt_set(fl_mt19937 *st, const uint32_t *key, int32_t pos, uint64_t blocks);
 /* n raw words, the engine's operator(). */
 void fl_mt_raw(fl_mt19937 *st, int64_t n, uint32_t *out);
 
