@@ -8,7 +8,6 @@ import threading
 
 import numpy as np
 
-cimport numpy as cnp
 from libc.stdint cimport int64_t, uint32_t, uint64_t
 from libc.string cimport memcmp, memcpy
 
@@ -17,8 +16,6 @@ from fillers._cdefs cimport (
     fl_caffe_gaussian_f64, fl_caffe_uniform_f32, fl_caffe_uniform_f64, fl_mt19937, fl_mt_raw, fl_mt_seed,
     fl_mt_set, fl_normalize_rows_f32, fl_normalize_rows_f64,
 )
-
-cnp.import_array()
 
 ctypedef fused real:
     float
@@ -143,10 +140,12 @@ cdef class CaffeRNG:
         ``numpy.random.MT19937().state = rng.state`` gives a numpy bit generator at the same point of the
         raw stream; assigning a numpy MT19937 state here restores it (``seed`` and ``drawn`` then unknown).
         """
+        cdef uint32_t[::1] words
         self._enter()
         try:
             key = np.empty(FL_MT_N, dtype=np.uint32)
-            memcpy(cnp.PyArray_DATA(key), self._st.key, sizeof(self._st.key))
+            words = key
+            memcpy(&words[0], self._st.key, sizeof(self._st.key))
             return {
                 "bit_generator": "MT19937",
                 "state": {"key": key, "pos": int(self._st.pos)},
@@ -242,12 +241,12 @@ cdef class CaffeRNG:
         if n < 0:
             raise ValueError(f"n must be >= 0, got {n}")
         out = np.empty(n, dtype=np.uint32)
-        cdef uint32_t *dst = <uint32_t *>cnp.PyArray_DATA(out)
-        cdef int64_t count = n
+        cdef uint32_t[::1] view = out
         self._enter()
         try:
-            with nogil:
-                fl_mt_raw(&self._st, count, dst)
+            if view.shape[0]:
+                with nogil:
+                    fl_mt_raw(&self._st, view.shape[0], &view[0])
         finally:
             self._lock.release()
         return out
