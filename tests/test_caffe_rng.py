@@ -319,3 +319,17 @@ def test_ziggurat_tables_are_current():
         pytest.skip(f"{script} not found (tests run outside the source tree)")
     result = subprocess.run([sys.executable, str(script), "--check"], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_bilinear_is_caffes_formula_in_dtype_arithmetic(dtype):
+    """BilinearFiller<Dtype>: f = ceil(K / 2.), c = Dtype((K - 1) / (2. * f)), every later step in Dtype."""
+    T = np.dtype(dtype).type
+    for k in range(1, 33):
+        f = T(np.ceil(k / 2.0))
+        c = T((k - 1) / (2.0 * float(f)))
+        i = np.arange(2 * 3 * k * k)
+        x, y = (i % k).astype(dtype), ((i // k) % k).astype(dtype)
+        expected = (T(1) - np.abs(x / f - c)) * (T(1) - np.abs(y / f - c))
+        got = fillers.fill(np.empty((2, 3, k, k), dtype), "bilinear", rng=CaffeRNG(1))
+        assert got.tobytes() == expected.astype(dtype).tobytes(), f"K={k}"
