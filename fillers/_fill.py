@@ -104,6 +104,15 @@ def _shape(blob_shape: Sequence[int] | None, blob: np.ndarray, offset: int) -> t
     return shape
 
 
+def _check_philox(plan: FillPlan) -> None:
+    # Caffe (Boost) draws such ranges at half scale; the counter-based transform lo + (hi - lo) * u cannot.
+    if plan.kind == "uniform" and not plan.b - plan.a <= np.finfo(plan.dtype).max:
+        raise ValueError(
+            f"filler 'uniform': max - min overflows {plan.dtype.name} with the philox stream "
+            f"(min={plan.a}, max={plan.b}); rng=CaffeRNG supports it"
+        )
+
+
 def _fill_philox(out: np.ndarray, plan: FillPlan, seed: int, stream: int, offset: int, threads: int) -> None:
     if plan.kind == "constant":
         _kernels.constant(out, plan.a, threads)
@@ -208,6 +217,8 @@ def fill(
     plan = resolve(as_filler_parameter(filler), shape, blob.dtype)
     if rng is not None:
         _check_rng(rng, blob, shape, offset, threads)
+    if rng is None:
+        _check_philox(plan)
     nthreads = 1 if rng is not None else _check_threads(threads)
     if plan.kind == "unitball" and plan.row_len and (offset % plan.row_len or blob.size % plan.row_len):
         raise ValueError(

@@ -286,3 +286,11 @@ def test_bad_arguments(kwargs, error, message):
     filler = kwargs.pop("filler", "uniform")
     with pytest.raises(error, match=message):
         fillers.fill(np.zeros(4, np.float32), filler, **kwargs)
+
+
+def test_uniform_range_wider_than_the_dtype_needs_the_caffe_stream():
+    huge = {"type": "uniform", "min": -3e38, "max": 3e38}
+    with pytest.raises(ValueError, match="overflows float32 with the philox stream"):
+        filled(8, huge)
+    blob = fillers.fill(np.empty(1000, np.float32), huge, rng=fillers.CaffeRNG(1))
+    assert np.all(np.isfinite(blob)) and blob.min() < -1e38 and blob.max() > 1e38

@@ -118,7 +118,8 @@ def test_interrupted_save_leaves_nothing(tmp_path):
         "print('ready', flush=True)\n"
         f"io.save(blobs, {str(path)!r})\n"
     )
-    child = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    child = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             cwd=tmp_path.parent)  # not the checkout: import the installed package
     assert child.stdout.readline().strip() == b"ready"
     deadline = time.monotonic() + 60
     while not os.listdir(tmp_path) and time.monotonic() < deadline:  # the temporary file is being written
