@@ -106,7 +106,7 @@ def _shape(blob_shape: Sequence[int] | None, blob: np.ndarray, offset: int) -> t
 
 def _check_philox(plan: FillPlan) -> None:
     # Caffe (Boost) draws such ranges at half scale; the counter-based transform lo + (hi - lo) * u cannot.
-    if plan.kind == "uniform" and not plan.b - plan.a <= np.finfo(plan.dtype).max:
+    if plan.kind == "uniform" and not plan.b - plan.a <= float(np.finfo(plan.dtype).max):
         raise ValueError(
             f"filler 'uniform': max - min overflows {plan.dtype.name} with the philox stream "
             f"(min={plan.a}, max={plan.b}); rng=CaffeRNG supports it"
