@@ -11,8 +11,14 @@ The public API:
 from fillers._fill import default_threads, fill, philox_raw
 from fillers._params import FILLER_TYPES
 from fillers.caffe_pb2 import FillerParameter, NetParameter
+from fillers.shapes import BlobSpec, FillStep, LayerBlobs, ShapeError, infer_shapes
 
 __all__ = [
+    "BlobSpec",
+    "FillStep",
+    "LayerBlobs",
+    "ShapeError",
+    "infer_shapes",
     "FILLER_TYPES",
     "FillerParameter",
     "NetParameter",
