@@ -362,6 +362,66 @@ def _window_data(layer: _Layer) -> list[Shape | _Unknown]:
     return [data, (p.batch_size,)]
 
 
+def _fork_field(message: Any, name: str, default: Any = None) -> Any:
+    """A field that only fork schemas have (``default`` when this schema lacks it or it is unset)."""
+    if name in message.DESCRIPTOR.fields_by_name and message.HasField(name):
+        return getattr(message, name)
+    return default
+
+
+@_rule("AnnotatedData")
+def _annotated_data(layer: _Layer) -> list[Shape | _Unknown]:
+    """SSD's data layer: like Data, with the image size also fixed by a WARP or FIT_LARGE_SIZE_AND_PAD
+    resize; the label's row count depends on the boxes of the first record."""
+    _prefetch_draws(layer)
+    tp = layer.param.transform_param
+    batch = layer.param.data_param.batch_size
+    what = f"the records of database {layer.param.data_param.source!r}"
+
+    def data() -> Shape:
+        channels = _channels_from_means(layer, what)
+        crop_h = tp.crop_size or _fork_field(tp, "crop_h", 0)
+        crop_w = tp.crop_size or _fork_field(tp, "crop_w", 0)
+        resize = _fork_field(tp, "resize_param")
+        if resize is not None and resize.resize_mode != resize.FIT_SMALL_SIZE:
+            crop_h, crop_w = crop_h or resize.height, crop_w or resize.width
+        layer.check(crop_h > 0 and crop_w > 0, f"the image size comes from {what} (no crop or fixed resize)")
+        return layer.shape((batch, channels, crop_h, crop_w))
+
+    label = _Unknown(f"layer {layer.param.name!r} (AnnotatedData): the label rows are the boxes of a record")
+    return [_guarded(layer, data), label][: layer.num_tops]
+
+
+def _segmentation_data(layer: _Layer, p: Any, crop_hw: tuple[int, int]) -> Shape | _Unknown:
+    """DeepLab's ImageSegData / SegNet's DenseImageData: image size from crop, else from new_height/width."""
+    layer.check((p.new_height == 0) == (p.new_width == 0), "new_height and new_width must be set together")
+    _prefetch_draws(layer, int(p.shuffle) + int(p.rand_skip > 0))
+    crop = layer.param.transform_param.crop_size
+    h, w = (crop, crop) if crop else crop_hw if crop_hw[0] else (p.new_height, p.new_width)
+    if not h:
+        return _Unknown(f"layer {layer.param.name!r} ({layer.param.type}): the image size comes from the "
+                        f"images listed in {p.source!r} (no crop_size, new_height or new_width)")
+    return layer.shape((p.batch_size, 3 if p.is_color else 1, h, w))
+
+
+def _label_like(layer: _Layer, data: Shape | _Unknown) -> Shape | _Unknown:
+    return data if isinstance(data, _Unknown) else (data[0], 1, *data[2:])
+
+
+@_rule("ImageSegData")
+def _image_seg_data(layer: _Layer) -> list[Shape | _Unknown]:
+    p = layer.param.image_data_param
+    data = _segmentation_data(layer, p, (0, 0))
+    return [data, _label_like(layer, data), (p.batch_size, 1, 1, 2)][: layer.num_tops]
+
+
+@_rule("DenseImageData")
+def _dense_image_data(layer: _Layer) -> list[Shape | _Unknown]:
+    p = layer.sub("dense_image_data_param")
+    data = _segmentation_data(layer, p, (p.crop_height, p.crop_width))
+    return [data, _label_like(layer, data)][: layer.num_tops]
+
+
 @_rule("HDF5Data")
 def _hdf5_data(layer: _Layer) -> list[Shape | _Unknown]:
     return _unknown_tops(layer, f"its shapes come from the HDF5 files listed in "
