@@ -72,7 +72,7 @@ def _has_internal_overlap(blob: np.ndarray) -> bool:
 def _check_blob(blob: Any) -> np.ndarray:
     if not isinstance(blob, np.ndarray):
         raise TypeError(f"blob must be a numpy.ndarray, not {type(blob).__name__}")
-    if blob.dtype not in (np.float32, np.float64) or blob.dtype.fields is not None:
+    if blob.dtype.kind != "f" or blob.dtype.itemsize not in (4, 8):
         raise TypeError(f"blob must have dtype float32 or float64, not {blob.dtype}")
     if not blob.dtype.isnative:
         raise ValueError(f"blob must be in native byte order, got dtype {blob.dtype.str}")

@@ -19,6 +19,8 @@ from fillers.caffe_pb2 import FillerParameter
 #: The filler types Caffe 1.0's ``GetFiller`` knows, in its order.
 FILLER_TYPES = ("constant", "gaussian", "positive_unitball", "uniform", "xavier", "msra", "bilinear")
 
+_JSON_NONFINITE = {"nan": "NaN", "inf": "Infinity", "-inf": "-Infinity"}
+
 FillerLike = Union[FillerParameter, Mapping[str, Any], str]
 
 
@@ -74,8 +76,10 @@ def as_filler_parameter(filler: FillerLike) -> FillerParameter:
     if isinstance(filler, FillerParameter):
         return filler
     if isinstance(filler, Mapping):
+        # json_format spells non-finite floats as strings; accept Python's own so _finite can name them.
+        fields = {k: _JSON_NONFINITE.get(repr(v), v) if isinstance(v, float) else v for k, v in filler.items()}
         try:
-            return json_format.ParseDict(dict(filler), FillerParameter())
+            return json_format.ParseDict(fields, FillerParameter())
         except json_format.ParseError as err:
             raise ValueError(f"invalid filler {dict(filler)!r}: {err}") from None
     if isinstance(filler, str):
@@ -153,7 +157,9 @@ def resolve(param: FillerParameter, shape: tuple[int, ...], dtype: np.dtype) -> 
         lo, hi = dt(param.min), dt(param.max)
         if lo > hi:
             raise ValueError(f"filler 'uniform': min must be <= max, got min={param.min} max={param.max}")
-        if not math.isfinite(float(hi) - float(lo)) or not np.isfinite(hi - lo):
+        with np.errstate(over="ignore"):
+            span = hi - lo
+        if not np.isfinite(span):
             raise ValueError(f"filler 'uniform': max - min overflows {np.dtype(dt).name}")
         return plan(kind="uniform", a=float(lo), b=float(hi))
     if kind == "gaussian":

@@ -1,0 +1,263 @@
+"""Reading and writing filled parameters: ``.caffemodel``, ``.h5``, ``.npz`` and ``.safetensors``.
+
+Every writer goes through :func:`atomic_write`: the data goes to a temporary file in the target's directory,
+is flushed and synced, and only then renamed over the target, so an error or Ctrl-C leaves the old file
+untouched and no partial file behind.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import IO, Iterator, Mapping, Sequence, Union
+
+import numpy as np
+
+from fillers import caffe_pb2
+
+PathLike = Union[str, "os.PathLike[str]"]
+Params = Mapping[str, Sequence[np.ndarray]]
+
+#: Suffixes :func:`save` and :func:`load` understand, longest first.
+FORMATS = (".caffemodel.h5", ".caffemodel", ".h5", ".hdf5", ".npz", ".safetensors")
+
+# Field numbers of the messages we stream by hand (see proto/caffe.proto).
+_NET_LAYER = 100  # NetParameter.layer
+_LAYER_BLOBS = 7  # LayerParameter.blobs
+_BLOB_DATA = 5  # BlobProto.data (packed float)
+_BLOB_DOUBLE_DATA = 8  # BlobProto.double_data (packed double)
+_ORDER_KEY = "fillers.layers"  # safetensors metadata: the layer order
+
+
+@contextlib.contextmanager
+def atomic_write(path: PathLike, mode: str = "wb") -> Iterator[IO]:
+    """Open a temporary file beside ``path`` and move it over ``path`` only when the block succeeds.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The file to create or replace.
+    mode : str
+        ``"wb"`` or ``"w"``.
+
+    Yields
+    ------
+    file object
+        The temporary file; its ``name`` is its path (for libraries that want a path: they may reopen it).
+
+    Notes
+    -----
+    On any exception, ``KeyboardInterrupt`` included, the temporary file is removed and ``path`` is left as it
+    was.
+    """
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        with open(tmp, mode) as handle:
+            yield handle
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def _format(path: PathLike) -> str:
+    name = os.fspath(path).lower()
+    for suffix in FORMATS:
+        if name.endswith(suffix):
+            return {".hdf5": ".h5", ".caffemodel.h5": ".h5"}.get(suffix, suffix)
+    raise ValueError(f"cannot tell the format of {os.fspath(path)!r}: use one of {', '.join(FORMATS)}")
+
+
+def _check_params(params: Params) -> None:
+    for layer, blobs in params.items():
+        if not isinstance(layer, str) or not layer:
+            raise ValueError(f"layer names must be non-empty strings, got {layer!r}")
+        for i, blob in enumerate(blobs):
+            if not isinstance(blob, np.ndarray) or blob.dtype not in (np.float32, np.float64):
+                raise TypeError(f"{layer}/{i} must be a float32 or float64 numpy array")
+
+
+def _optional(module: str, extra: str):
+    try:
+        return __import__(module, fromlist=["_"])
+    except ImportError:
+        raise ImportError(
+            f"this format needs the optional package {module.split('.')[0]!r}: pip install 'fillers[{extra}]'"
+        ) from None
+
+
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte = value & 0x7F
+        value >>= 7
+        if value:
+            out.append(byte | 0x80)
+        else:
+            out.append(byte)
+            return bytes(out)
+
+
+def _field(number: int, payload_size: int) -> bytes:
+    """Key and length of a length-delimited field."""
+    return _varint(number << 3 | 2) + _varint(payload_size)
+
+
+def _layer_types(net: caffe_pb2.NetParameter | None) -> dict[str, str]:
+    return {layer.name: layer.type for layer in net.layer} if net is not None else {}
+
+
+def _write_caffemodel(params: Params, handle: IO[bytes], net: caffe_pb2.NetParameter | None) -> None:
+    """Stream a NetParameter: protobuf encodes the small fields; blob data is written as packed bytes,
+    without copying the arrays into protobuf repeated fields."""
+    types = _layer_types(net)
+    if net is not None and net.name:
+        handle.write(caffe_pb2.NetParameter(name=net.name).SerializeToString())
+    for name, blobs in params.items():
+        head = caffe_pb2.LayerParameter(name=name, type=types.get(name, "")).SerializeToString()
+        encoded = []
+        for blob in blobs:
+            shape = caffe_pb2.BlobProto(shape=caffe_pb2.BlobShape(dim=blob.shape)).SerializeToString()
+            data = np.ascontiguousarray(blob, blob.dtype.newbyteorder("<"))
+            number = _BLOB_DATA if blob.dtype == np.float32 else _BLOB_DOUBLE_DATA
+            key = _field(number, data.nbytes)
+            encoded.append((shape, number, key, data, len(shape) + len(key) + data.nbytes))
+        layer_size = len(head) + sum(len(_field(_LAYER_BLOBS, size)) + size for *_, size in encoded)
+        handle.write(_field(_NET_LAYER, layer_size) + head)
+        for shape, number, key, data, size in encoded:
+            handle.write(_field(_LAYER_BLOBS, size))
+            # Fields in number order, as protobuf writes them: data (5) < shape (7) < double_data (8).
+            if number < 7:
+                handle.write(key)
+                handle.write(memoryview(data).cast("B"))
+                handle.write(shape)
+            else:
+                handle.write(shape + key)
+                handle.write(memoryview(data).cast("B"))
+
+
+def _blob_array(blob: caffe_pb2.BlobProto) -> np.ndarray:
+    if blob.HasField("shape"):
+        shape = tuple(blob.shape.dim)
+    else:  # legacy 4-D blob
+        shape = (blob.num, blob.channels, blob.height, blob.width)
+    if len(blob.double_data):
+        return np.array(blob.double_data, np.float64).reshape(shape)
+    return np.array(blob.data, np.float32).reshape(shape)
+
+
+def _read_caffemodel(path: PathLike) -> dict[str, list[np.ndarray]]:
+    net = caffe_pb2.NetParameter.FromString(Path(path).read_bytes())
+    layers = list(net.layer) or list(net.layers)  # current or V1 (`layers`) models
+    return {layer.name: [_blob_array(blob) for blob in layer.blobs] for layer in layers if len(layer.blobs)}
+
+
+def save(params: Params, path: PathLike, *, net: caffe_pb2.NetParameter | None = None) -> None:
+    """Write filled parameters to ``path``, the format chosen by its extension.
+
+    Parameters
+    ----------
+    params : mapping of str to sequence of numpy.ndarray
+        Layer name to its blobs, as returned by :func:`fillers.fill_net`.
+    path : str or os.PathLike
+        ``.caffemodel`` (a binary NetParameter, loadable by Caffe's ``CopyTrainedLayersFrom``),
+        ``.h5`` / ``.caffemodel.h5`` (Caffe's HDF5 layout ``data/<layer>/<i>``; needs h5py),
+        ``.npz`` (keys ``<layer>/<i>``) or ``.safetensors`` (keys ``<layer>.<i>``; needs safetensors).
+    net : NetParameter, optional
+        The net the parameters belong to: its name and layer types go into a ``.caffemodel``.
+
+    Raises
+    ------
+    ValueError
+        Unknown extension or invalid layer names.
+    TypeError
+        A blob that is not a float32/float64 array.
+    ImportError
+        h5py or safetensors missing for their formats (the message names the extra to install).
+
+    Notes
+    -----
+    The write is atomic: on error or interruption ``path`` is unchanged and no partial file remains.
+    """
+    fmt = _format(path)
+    _check_params(params)
+    if fmt == ".caffemodel":
+        with atomic_write(path) as handle:
+            _write_caffemodel(params, handle, net)
+    elif fmt == ".npz":
+        with atomic_write(path) as handle:
+            np.savez(handle, **{f"{layer}/{i}": blob for layer, blobs in params.items()
+                                for i, blob in enumerate(blobs)})
+    elif fmt == ".h5":
+        h5py = _optional("h5py", "h5")
+        with atomic_write(path) as handle, h5py.File(handle, "w", track_order=True) as h5:
+            data = h5.create_group("data", track_order=True)
+            for layer, blobs in params.items():
+                group = data.create_group(layer, track_order=True)  # a '/' in a name nests groups
+                for i, blob in enumerate(blobs):
+                    group.create_dataset(str(i), data=blob)
+    else:
+        safetensors = _optional("safetensors.numpy", "safetensors")
+        tensors = {f"{layer}.{i}": np.require(blob, requirements="C") for layer, blobs in params.items()
+                   for i, blob in enumerate(blobs)}
+        with atomic_write(path) as handle:
+            # safetensors sorts its keys; the layer order travels in the metadata.
+            order = {_ORDER_KEY: json.dumps(list(params))}
+            safetensors.save_file(tensors, handle.name, metadata=order)  # by path, synced through handle
+
+
+def _nested(flat: Mapping[str, np.ndarray], sep: str) -> dict[str, list[np.ndarray]]:
+    layers: dict[str, dict[int, np.ndarray]] = {}
+    for key, value in flat.items():
+        layer, _, index = key.rpartition(sep)
+        if not layer or not index.isdigit():
+            raise ValueError(f"unexpected key {key!r}: expected '<layer>{sep}<index>'")
+        layers.setdefault(layer, {})[int(index)] = value
+    return {layer: [blobs[i] for i in sorted(blobs)] for layer, blobs in layers.items()}
+
+
+def load(path: PathLike) -> dict[str, list[np.ndarray]]:
+    """Read parameters written by :func:`save` (or by Caffe: ``.caffemodel`` and ``.caffemodel.h5``).
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+
+    Returns
+    -------
+    dict of str to list of numpy.ndarray
+        Layer name to its blobs, in the file's order.
+    """
+    fmt = _format(path)
+    if fmt == ".caffemodel":
+        return _read_caffemodel(path)
+    if fmt == ".npz":
+        with np.load(path) as npz:
+            return _nested({key: npz[key] for key in npz.files}, "/")
+    if fmt == ".h5":
+        h5py = _optional("h5py", "h5")
+        flat: dict[str, np.ndarray] = {}
+
+        def collect(group, prefix: str) -> None:  # in creation order where the file tracks it
+            for key, node in group.items():
+                if isinstance(node, h5py.Dataset):
+                    flat[prefix + key] = node[()]
+                else:
+                    collect(node, f"{prefix}{key}/")
+
+        with h5py.File(path, "r") as h5:
+            collect(h5["data"], "")
+        return _nested(flat, "/")
+    safetensors = _optional("safetensors", "safetensors")
+    with safetensors.safe_open(os.fspath(path), "np") as handle:
+        order = json.loads((handle.metadata() or {}).get(_ORDER_KEY, "[]"))
+        layers = _nested({key: handle.get_tensor(key) for key in handle.keys()}, ".")
+    rank = {layer: i for i, layer in enumerate(order)}
+    return dict(sorted(layers.items(), key=lambda item: rank.get(item[0], len(rank))))
