@@ -1067,6 +1067,18 @@ def _accuracy(layer: _Layer) -> list[Shape | _Unknown]:
     return [(), (shape[layer.axis(layer.param.accuracy_param.axis, shape)],)]
 
 
+@_rule("SegAccuracy")
+def _seg_accuracy(layer: _Layer) -> list[Shape | _Unknown]:
+    """DeepLab's segmentation accuracy: (1, 1, 1, 3)."""
+    return [(1, 1, 1, 3)]
+
+
+@_rule("DetectionEvaluate")
+def _detection_evaluate(layer: _Layer) -> list[Shape | _Unknown]:
+    """SSD's evaluation: its row count depends on the detections and labels at run time."""
+    return _unknown_tops(layer, "its rows depend on the detections and labels at run time")
+
+
 # ----------------------------------------------------------------------------------------------------------
 # Fork layers that shape their tops (SSD, Faster R-CNN, DeepLab, SegNet)
 
