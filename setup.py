@@ -36,7 +36,10 @@ def extension(name, sources):
 
 setup(
     ext_modules=cythonize(
-        [extension("_kernels", SOURCES)],
+        [
+            extension("_kernels", SOURCES),
+            extension("_caffe", ["fillers/src/caffe_rng.c", "fillers/src/common.c"]),
+        ],
         compiler_directives={
             "language_level": 3,
             "boundscheck": DEBUG,

@@ -1,5 +1,5 @@
 # C declarations of the kernels in fillers/src, shared by the Cython modules.
-from libc.stdint cimport int64_t, uint32_t, uint64_t
+from libc.stdint cimport int32_t, int64_t, uint32_t, uint64_t
 
 
 cdef extern from "src/philox.h" nogil:
@@ -33,3 +33,21 @@ cdef extern from "src/common.h" nogil:
     void fl_bilinear_f64(int64_t first, int64_t n, int64_t k, double *out) noexcept
     void fl_normalize_rows_f32(float *data, int64_t rows, int64_t row_len) noexcept
     void fl_normalize_rows_f64(double *data, int64_t rows, int64_t row_len) noexcept
+
+
+cdef extern from "src/caffe_rng.h" nogil:
+    enum: FL_MT_N
+    ctypedef struct fl_mt19937:
+        uint32_t key[624]
+        uint32_t out[624]
+        int32_t pos
+        uint64_t blocks
+    void fl_mt_seed(fl_mt19937 *st, uint32_t seed) noexcept
+    void fl_mt_set(fl_mt19937 *st, const uint32_t *key, int32_t pos, uint64_t blocks) noexcept
+    void fl_mt_raw(fl_mt19937 *st, int64_t n, uint32_t *out) noexcept
+    void fl_caffe_uniform_f32(fl_mt19937 *st, int64_t n, float lo, float hi, float *out) noexcept
+    void fl_caffe_uniform_f64(fl_mt19937 *st, int64_t n, double lo, double hi, double *out) noexcept
+    void fl_caffe_gaussian_f32(fl_mt19937 *st, int64_t n, float mean, float std, float *out) noexcept
+    void fl_caffe_gaussian_f64(fl_mt19937 *st, int64_t n, double mean, double std, double *out) noexcept
+    void fl_caffe_bernoulli_mask_f32(fl_mt19937 *st, int64_t n, float p, float *data) noexcept
+    void fl_caffe_bernoulli_mask_f64(fl_mt19937 *st, int64_t n, double p, double *data) noexcept

@@ -54,8 +54,8 @@ def atomic_write(path: PathLike, mode: str = "wb") -> Iterator[IO]:
     """
     path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
     try:
+        os.close(fd)
         with open(tmp, mode) as handle:
             yield handle
             handle.flush()

@@ -1,0 +1,185 @@
+"""The ``fillers`` command: ``fill``, ``inspect`` and ``upgrade`` Caffe nets.
+
+Exit codes: 0 success, 2 usage error (argparse), 1 any other error, reported as one line on stderr
+(``--debug`` shows the traceback instead), 130 when interrupted.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from typing import Sequence
+
+import numpy as np
+from google.protobuf import json_format, text_format
+
+#: Output suffixes that get the binary NetParameter encoding from ``fillers upgrade``.
+BINARY_SUFFIXES = (".caffemodel", ".binaryproto")
+
+
+def _input_shape(text: str) -> tuple[str, tuple[int, ...]]:
+    """Parse ``NAME=D0,D1,...`` (argparse type)."""
+    name, sep, dims = text.partition("=")
+    try:
+        shape = tuple(int(d) for d in dims.split(",")) if dims else ()
+    except ValueError:
+        shape = None
+    if not sep or not name or shape is None or any(d < 0 for d in shape):
+        raise argparse.ArgumentTypeError(f"expected NAME=D0,D1,... with non-negative integers, got {text!r}")
+    return name, shape
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def _seed(text: str) -> int:
+    try:
+        value = int(text, 0)
+    except ValueError:
+        value = -1
+    if not 0 <= value < 2**64:
+        raise argparse.ArgumentTypeError(f"expected an integer in [0, 2**64), got {text!r}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the ``fillers`` command."""
+    parser = argparse.ArgumentParser(
+        prog="fillers", description="Fill the learnable blobs of Caffe nets with Caffe's fillers."
+    )
+    parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def net_options(sub: argparse.ArgumentParser) -> None:
+        sub.add_argument("net", metavar="NET", help="net definition: .prototxt (any Caffe format) or .caffemodel")
+        sub.add_argument("--input", metavar="NAME=D0,D1,...", type=_input_shape, action="append", default=[],
+                         help="shape of a top (overrides the net; repeatable)")
+        sub.add_argument("--phase", choices=("TEST", "TRAIN"), default="TEST", help="net phase (default TEST)")
+
+    fill = commands.add_parser("fill", help="fill every learnable blob and write them to a file")
+    net_options(fill)
+    fill.add_argument("-o", "--output", required=True, metavar="OUT",
+                      help="output file: .caffemodel, .h5/.caffemodel.h5, .npz or .safetensors")
+    fill.add_argument("--seed", type=_seed, default=0, help="random seed (default 0)")
+    fill.add_argument("--rng", choices=("philox", "caffe"), default="philox",
+                      help="philox: counter-based, multithreaded (default); caffe: bit-identical to Caffe 1.0")
+    fill.add_argument("--dtype", choices=("float32", "float64"), default="float32")
+    fill.add_argument("--threads", type=_positive_int, default=None, help="worker threads (default: all cores)")
+    fill.add_argument("--quiet", action="store_true", help="no progress bar and no summary")
+
+    inspect = commands.add_parser("inspect", help="list every learnable blob: shape, filler, parameter count")
+    net_options(inspect)
+    inspect.add_argument("--json", action="store_true", help="machine-readable output")
+
+    upgrade = commands.add_parser("upgrade", help="rewrite a net in the current Caffe format")
+    upgrade.add_argument("input", metavar="IN", help="net definition in any Caffe format")
+    upgrade.add_argument("-o", "--output", metavar="OUT",
+                         help="output file (default stdout); binary for .caffemodel/.binaryproto")
+    return parser
+
+
+def describe_filler(filler) -> str:
+    """A short description of a FillerParameter: its type and the fields set, e.g. ``gaussian std=0.01``."""
+    parts = [filler.type]
+    for field, value in filler.ListFields():
+        if field.name == "type":
+            continue
+        if field.enum_type is not None:
+            value = field.enum_type.values_by_number[value].name
+        elif isinstance(value, float):
+            value = f"{value:.7g}"
+        parts.append(f"{field.name}={value}")
+    return " ".join(parts)
+
+
+def filler_dict(filler) -> dict:
+    """A FillerParameter as a JSON-ready dict of its type and the fields set."""
+    return {"type": filler.type, **json_format.MessageToDict(filler, preserving_proto_field_name=True)}
+
+
+def _inspect(args: argparse.Namespace) -> int:
+    from fillers import infer_shapes, load_net
+
+    layers = infer_shapes(load_net(args.net), inputs=dict(args.input), phase=args.phase)
+    blobs = [(layer, i, blob) for layer in layers for i, blob in enumerate(layer.blobs)]
+    total = sum(math.prod(blob.shape) for *_, blob in blobs)
+    if args.json:
+        rows = [{"layer": layer.name, "type": layer.type, "blob": i, "shape": list(blob.shape),
+                 "filler": filler_dict(blob.filler), "count": math.prod(blob.shape)} for layer, i, blob in blobs]
+        json.dump({"layers": len(layers), "blobs": rows, "parameters": total}, sys.stdout, indent=1)
+        print()
+        return 0
+    table = [("layer", "type", "blob", "shape", "filler", "params")]
+    table += [(layer.name, layer.type, str(i), "x".join(map(str, blob.shape)) or "()",
+               describe_filler(blob.filler), f"{math.prod(blob.shape):,}") for layer, i, blob in blobs]
+    widths = [max(len(row[c]) for row in table) for c in range(len(table[0]))]
+    for row in table:
+        cells = [cell.rjust(w) if c == len(row) - 1 else cell.ljust(w) for c, (cell, w) in enumerate(zip(row, widths))]
+        print("  ".join(cells).rstrip())
+    print(f"total: {len(layers)} layers, {len(blobs)} blobs, {total:,} parameters")
+    return 0
+
+
+def _fill(args: argparse.Namespace) -> int:
+    from fillers import fill_net, load_net, save
+
+    start = time.perf_counter()
+    net = load_net(args.net)
+    params = fill_net(net, seed=args.seed, rng=args.rng, dtype=np.dtype(args.dtype), inputs=dict(args.input),
+                      phase=args.phase, threads=args.threads, progress=not args.quiet)
+    save(params, args.output, net=net)
+    if not args.quiet:
+        unique = {id(blob): blob for blobs in params.values() for blob in blobs}.values()
+        count = sum(blob.size for blob in unique)
+        nbytes = sum(blob.nbytes for blob in unique)
+        print(f"filled {len(params)} layers, {count:,} parameters ({nbytes / 2**20:,.1f} MiB) in "
+              f"{time.perf_counter() - start:.2f} s -> {args.output}", file=sys.stderr)
+    return 0
+
+
+def _upgrade(args: argparse.Namespace) -> int:
+    from fillers import load_net
+    from fillers.io import atomic_write
+
+    net = load_net(args.input)
+    if args.output is None:
+        sys.stdout.write(text_format.MessageToString(net))
+    elif args.output.lower().endswith(BINARY_SUFFIXES):
+        with atomic_write(args.output, "wb") as handle:
+            handle.write(net.SerializeToString())
+    else:
+        with atomic_write(args.output, "w") as handle:
+            handle.write(text_format.MessageToString(net))
+    return 0
+
+
+COMMANDS = {"fill": _fill, "inspect": _inspect, "upgrade": _upgrade}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``fillers`` command line; returns the exit code."""
+    args = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except KeyboardInterrupt:
+        print("fillers: interrupted", file=sys.stderr)
+        return 130
+    except Exception as err:  # one line for users; the traceback with --debug
+        if args.debug:
+            raise
+        message = str(err).strip().splitlines()
+        print(f"fillers: error: {message[0] if message else type(err).__name__}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
