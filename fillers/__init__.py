@@ -7,18 +7,26 @@ The public API:
   ``rng=CaffeRNG(seed)``, bit-identically to Caffe 1.0.
 - :func:`philox_raw` exposes the raw Philox4x32-10 words.
 - :class:`FillerParameter` and :class:`NetParameter` are the generated Caffe schema messages.
+- :func:`load_net`, :func:`load_solver` read prototxt/binary definitions of any Caffe vintage (errors:
+  :class:`PrototxtError`); :func:`upgrade_net` is Caffe's format upgrade on its own.
 """
 from fillers._fill import default_threads, fill, philox_raw
 from fillers._params import FILLER_TYPES
 from fillers.caffe_pb2 import FillerParameter, NetParameter
+from fillers.prototxt import PrototxtError, load_net, load_solver
+from fillers.upgrade import upgrade_net
 
 __all__ = [
     "FILLER_TYPES",
     "FillerParameter",
     "NetParameter",
+    "PrototxtError",
     "default_threads",
     "fill",
+    "load_net",
+    "load_solver",
     "philox_raw",
+    "upgrade_net",
 ]
 
 __version__ = "0.1.0"
