@@ -1,5 +1,6 @@
 """Shape inference: real Caffe's blob shapes for corpus nets, each layer rule on small nets, clear errors."""
 import json
+import warnings
 from pathlib import Path
 
 import pytest
@@ -34,7 +35,9 @@ def load(path: Path) -> NetParameter:
         if parsed.layers or parsed.input:
             pytest.skip(f"{path.name}: needs fillers.prototxt.load_net for legacy formats")
         return parsed
-    return load_net(path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the loader's notes on fields it skips
+        return load_net(path)
 
 
 def shapes(result) -> list:
@@ -614,7 +617,9 @@ def test_corpus_sweep(shared_dir, capsys):
     inferred, failed, unreadable = [], [], []
     for rel in files:
         try:
-            parsed = load_net(shared_dir / "corpus" / rel)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # the loader's notes on fields it skips
+                parsed = load_net(shared_dir / "corpus" / rel)
         except ValueError as err:  # PrototxtError: the file itself is broken
             unreadable.append((rel, str(err).splitlines()[0][:160]))
             continue
