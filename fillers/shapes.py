@@ -106,9 +106,11 @@ class LayerBlobs:
 
 @dataclass(frozen=True)
 class _Unknown:
-    """The shape of a blob that only data could tell; ``origin`` says which layer made it and why."""
+    """The shape of a blob that only data could tell: ``origin`` says which layer made it and why, ``blob``
+    names that layer's top (filled in when the top is stored)."""
 
     origin: str
+    blob: str = ""
 
 
 class _NeedsUnknown(Exception):
@@ -120,12 +122,8 @@ class _NeedsUnknown(Exception):
         self.unknown = unknown
 
 
-def _hint(names: Iterable[str]) -> str:
-    names = list(names)
-    first = names[0] if names else "NAME"
-    return (
-        f"give the shape with inputs={{{first!r}: (D0, D1, ...)}} (command line: --input {first}=D0,D1,...)"
-    )
+def _hint(blob: str) -> str:
+    return f"give its shape with inputs={{{blob!r}: (D0, D1, ...)}} (command line: --input {blob}=D0,D1,...)"
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -280,8 +278,8 @@ def _data_top(layer: _Layer, batch: int, channels: int, what: str) -> Shape:
     return layer.shape((batch, channels, crop, crop))
 
 
-def _unknown_tops(layer: _Layer, why: str, first: int = 0) -> list[Shape | _Unknown]:
-    return [_Unknown(f"layer {layer.param.name!r} ({layer.param.type}): {why}")] * (layer.num_tops - first)
+def _unknown_tops(layer: _Layer, why: str) -> list[Shape | _Unknown]:
+    return [_Unknown(f"layer {layer.param.name!r} ({layer.param.type}): {why}")] * layer.num_tops
 
 
 def _guarded(layer: _Layer, make: Callable[[], Shape]) -> Shape | _Unknown:
@@ -1338,12 +1336,19 @@ def _walk(net: NetParameter, inputs: dict[str, Shape], phase: int) -> list[Layer
         if not _included(param, state):
             continue
         for j, name in enumerate(param.bottom):
-            if name not in blobs:
+            if name in blobs:
+                continue
+            if name not in inputs:
                 raise ShapeError(f"layer {param.name!r} ({param.type}): unknown bottom blob {name!r} "
-                                 f"(bottom index {j}); no earlier layer produces it")
+                                 f"(bottom index {j}); no earlier layer produces it (give the shape of a net "
+                                 f"input with inputs={{{name!r}: (D0, D1, ...)}})")
+            blobs[name] = inputs[name]
+            unused_inputs.discard(name)
         layer = _Layer(param=param, phase=param.phase if param.HasField("phase") else phase,
                        bottom_names=list(param.bottom), _bottoms=[blobs[b] for b in param.bottom])
         rule = _RULES.get(param.type)
+        if not param.type:
+            raise layer.error("the layer has no type (a legacy V0/V1 layer type that has no current name?)")
         if rule is None:
             raise layer.error(f"unknown layer type {param.type!r}: fillers does not know its learnable blobs "
                               "or top shapes")
@@ -1351,15 +1356,19 @@ def _walk(net: NetParameter, inputs: dict[str, Shape], phase: int) -> list[Layer
             tops = rule(layer)
         except _NeedsUnknown as need:
             if param.type in _LEARNABLE:
+                source = need.unknown.blob or need.bottom
+                via = "" if source == need.bottom else f", which is computed from blob {source!r}"
                 raise ShapeError(
-                    f"layer {param.name!r} ({param.type}) needs the shape of blob {need.bottom!r}, which cannot "
-                    f"be known from the net: {need.unknown.origin}; {_hint([need.bottom])}"
+                    f"layer {param.name!r} ({param.type}) needs the shape of blob {need.bottom!r}{via}; that "
+                    f"cannot be known from the net: {need.unknown.origin}; {_hint(source)}"
                 ) from None
             tops = [need.unknown] * layer.num_tops
         if len(tops) < layer.num_tops:
             raise layer.error(f"has {layer.num_tops} tops; this layer type makes {len(tops)}")
         draws += layer.raw_draws
         for name, shape in zip(param.top, tops):
+            if isinstance(shape, _Unknown) and not shape.blob:
+                shape = _Unknown(shape.origin, name)
             if name in inputs:
                 shape = inputs[name]
                 unused_inputs.discard(name)

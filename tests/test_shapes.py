@@ -479,6 +479,30 @@ def test_unknown_shape_names_both_layers_and_suggests_inputs():
     assert infer_shapes(net(body), inputs={"data": (1, 3, 5, 5)})[0].blobs[0].shape == (2, 3, 3, 3)
 
 
+def test_unknown_shape_hint_names_the_blob_it_comes_from():
+    body = with_input((1, 4, 9, 9),
+                      'layer { name: "proposal" type: "Python" bottom: "x" top: "rois" python_param { module: "m" layer: "P" } }'
+                      'layer { name: "roi" type: "ROIPooling" bottom: "x" bottom: "rois" top: "pool" '
+                      'roi_pooling_param { pooled_h: 2 pooled_w: 2 } }' + ip("pool", "fc6"))
+    if not has_field("roi_pooling_param"):
+        pytest.skip("schema without fork messages")
+    with pytest.raises(ShapeError, match="blob 'pool', which is computed from blob 'rois'.*--input rois="):
+        infer_shapes(net(body))
+    assert infer_shapes(net(body), inputs={"rois": (300, 5)})[0].blobs[0].shape == (3, 4 * 2 * 2)
+
+
+def test_inputs_give_free_net_inputs():
+    body = conv("num_output: 2 kernel_size: 3", bottom="data")
+    with pytest.raises(ShapeError, match="unknown bottom blob 'data'.*inputs="):
+        infer_shapes(net(body))
+    assert infer_shapes(net(body), inputs={"data": (1, 3, 5, 5)})[0].blobs[0].shape == (2, 3, 3, 3)
+
+
+def test_layer_without_type():
+    with pytest.raises(ShapeError, match="no type"):
+        infer_shapes(net('layer { name: "m" top: "x" }'))
+
+
 def test_unknown_shapes_flow_through_parameter_free_layers():
     body = ('layer { name: "py" type: "Python" top: "data" top: "label" python_param { module: "m" layer: "L" } }'
             'layer { name: "relu" type: "ReLU" bottom: "data" top: "data" }'
