@@ -28,6 +28,8 @@ from fillers.caffe_pb2 import (
     NetStateRule,
     PoolingParameter,
 )
+from fillers.prototxt import load_net
+from fillers.upgrade import net_needs_upgrade, upgrade_net
 
 __all__ = ["BlobSpec", "FillStep", "LayerBlobs", "ShapeError", "infer_shapes"]
 
@@ -1236,16 +1238,10 @@ def _check_inputs(inputs: Mapping[str, Sequence[int]] | None) -> dict[str, Shape
 def _as_net(net: Any) -> NetParameter:
     """A current-format NetParameter from a message or a prototxt path (older formats are upgraded)."""
     if isinstance(net, (str, os.PathLike)):
-        from fillers.prototxt import load_net
-
         return load_net(net)
     if not isinstance(net, NetParameter):
         raise TypeError(f"net must be a NetParameter or a prototxt path, not {type(net).__name__}")
-    if net.layers or net.input:
-        from fillers.upgrade import upgrade_net
-
-        return upgrade_net(net)
-    return net
+    return upgrade_net(net) if net_needs_upgrade(net) else net
 
 
 def _layer_blobs(layer: _Layer, owners: dict[str, tuple[str, int, Shape]]) -> LayerBlobs:

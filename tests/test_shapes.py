@@ -657,3 +657,17 @@ def test_corpus_sweep(shared_dir, capsys):
         for rel, why in failed + unreadable:
             print(f"  {rel}: {why}")
     assert inferred
+
+
+def test_accepts_paths_and_legacy_messages(tmp_path):
+    v1 = ('input: "data" input_dim: 1 input_dim: 2 input_dim: 6 input_dim: 6 '
+          'layers { name: "conv" type: CONVOLUTION bottom: "data" top: "conv" '
+          'convolution_param { num_output: 3 kernel_size: 3 } }')
+    path = tmp_path / "v1.prototxt"
+    path.write_text(v1)
+    expected = [("conv", "Convolution", [(3, 2, 3, 3), (3,)])]
+    assert shapes(infer_shapes(path)) == expected
+    assert shapes(infer_shapes(str(path))) == expected
+    assert shapes(infer_shapes(net(v1))) == expected
+    with pytest.raises(TypeError, match="NetParameter or a prototxt path"):
+        infer_shapes(42)
