@@ -10,6 +10,17 @@ Blob names resolve as in Caffe: a bottom names the latest top of that name, so a
 could tell (a database, an image list, an HDF5 file, a ``Python`` layer) are *unknown*; they flow through
 parameter-free layers and only raise :class:`ShapeError` when a layer with learnable blobs needs them, naming
 both layers and how to give the shape (``inputs=`` / ``--input NAME=D0,D1,...``).
+
+What the data layers tell without their data:
+
+- ``Input``, ``DummyData``, ``MemoryData``, ``Parameter``: everything, from their parameters.
+- ``Data``, ``WindowData`` and SSD's ``AnnotatedData``: the batch size; the height and width when
+  ``transform_param`` crops (``crop_size``; SSD also ``crop_h``/``crop_w`` or a WARP / FIT_LARGE_SIZE_AND_PAD
+  ``resize_param``); the channel count only when ``transform_param`` lists one ``mean_value`` per channel
+  (Caffe accepts one mean value or exactly one per channel).  Labels are ``(batch,)`` (SSD's: unknown).
+- ``ImageData`` and the segmentation forks' ``ImageSegData``/``DenseImageData``: 3 channels (``is_color``)
+  or 1, the size from ``crop_size``, else ``new_height``/``new_width``.
+- ``HDF5Data`` and ``Python`` layers: nothing.
 """
 from __future__ import annotations
 
@@ -1244,7 +1255,7 @@ def _as_net(net: Any) -> NetParameter:
     return upgrade_net(net) if net_needs_upgrade(net) else net
 
 
-def _layer_blobs(layer: _Layer, owners: dict[str, tuple[str, int, Shape]]) -> LayerBlobs:
+def _layer_blobs(layer: _Layer, owners: dict[str, tuple[str, int, Shape]], draws: int) -> LayerBlobs:
     """Apply ``Net::AppendParam``'s sharing by param name to a set-up layer's blobs."""
     param = layer.param
     specs = []
@@ -1270,7 +1281,7 @@ def _layer_blobs(layer: _Layer, owners: dict[str, tuple[str, int, Shape]]) -> La
     fills = layer.fills if layer.fills is not None else [
         FillStep(i, shape, filler) for i, (shape, filler) in enumerate(layer.blobs)
     ]
-    return LayerBlobs(name=param.name, type=param.type, blobs=specs, fills=tuple(fills))
+    return LayerBlobs(name=param.name, type=param.type, blobs=specs, fills=tuple(fills), raw_draws_before=draws)
 
 
 def infer_shapes(
@@ -1323,7 +1334,6 @@ def _walk(net: NetParameter, inputs: dict[str, Shape], phase: int) -> list[Layer
     state.phase = phase
     state.level = 0
     blobs: dict[str, Shape | _Unknown] = {}
-    producers: dict[str, str] = {}
     owners: dict[str, tuple[str, int, Shape]] = {}
     unused_inputs = set(inputs)
     out: list[LayerBlobs] = []
@@ -1369,10 +1379,8 @@ def _walk(net: NetParameter, inputs: dict[str, Shape], phase: int) -> list[Layer
                 shape = inputs[name]
                 unused_inputs.discard(name)
             blobs[name] = shape
-            producers[name] = param.name
         if layer.blobs:
-            entry = _layer_blobs(layer, owners)
-            out.append(LayerBlobs(entry.name, entry.type, entry.blobs, entry.fills, raw_draws_before=draws))
+            out.append(_layer_blobs(layer, owners, draws))
             draws = 0
     if unused_inputs:
         raise ShapeError(f"inputs name no top blob of the net: {sorted(unused_inputs)}; "
