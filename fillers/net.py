@@ -105,15 +105,17 @@ def fill_net(
     Returns
     -------
     dict of str to list of numpy.ndarray
-        Layer name to its blobs, in net order; a shared blob is the owner's array object.
+        Layer name to its blobs, in net order; a shared blob is the owner's array object.  Caffe allows two
+        layers one name: the later ones are keyed ``name#2``, ``name#3``, ... (and Philox keys their
+        streams by that key).
 
     Raises
     ------
     ShapeError
         From :func:`fillers.infer_shapes`.
     ValueError
-        Unknown ``rng``, a seed out of range, ``threads`` with ``rng="caffe"``, two learnable layers with one
-        name, or a filler Caffe would reject (the layer is named).
+        Unknown ``rng``, a seed out of range, ``threads`` with ``rng="caffe"``, or a filler Caffe would
+        reject (the layer is named).
     TypeError
         ``dtype`` other than float32/float64, or arguments of the wrong type.
 
@@ -130,20 +132,17 @@ def fill_net(
         raise ValueError("threads does not apply with rng='caffe': Caffe's stream is sequential")
     caffe_rng = CaffeRNG(seed) if rng == "caffe" else None
     layers = infer_shapes(net, inputs=inputs, phase=phase)
-    names = [layer.name for layer in layers]
-    if len(set(names)) != len(names):
-        duplicated = sorted({n for n in names if names.count(n) > 1})
-        raise ValueError(f"layers with learnable blobs share a name: {duplicated}; fill_net keys blobs by name")
-    runs = [(layer, _runs(layer, caffe_rng is not None)) for layer in layers]
+    keys = _keys(layers)
+    runs = [(key, layer, _runs(layer, caffe_rng is not None)) for key, layer in zip(keys, layers)]
     out: dict[str, list[np.ndarray]] = {}
-    with _progress(sum(math.prod(shape) for _, steps in runs for _, shape, _ in steps), progress) as bar:
-        for layer, steps in runs:
+    with _progress(sum(math.prod(shape) for *_, steps in runs for _, shape, _ in steps), progress) as bar:
+        for key, layer, steps in runs:
             if caffe_rng is not None:
                 caffe_rng.raw(layer.raw_draws_before)
             arrays: list[Any] = [None] * len(layer.blobs)
             for index, shape, filler in steps:
                 where = {"rng": caffe_rng} if caffe_rng is not None else \
-                    {"seed": seed, "stream": philox_stream(layer.name, index), "threads": threads}
+                    {"seed": seed, "stream": philox_stream(key, index), "threads": threads}
                 try:
                     array = fill(np.empty(shape, dt), filler, **where)
                 except ValueError as err:
@@ -151,11 +150,23 @@ def fill_net(
                 if index is not None:
                     arrays[index] = array
                 bar.update(array.size)
-            out[layer.name] = arrays
-    for layer in layers:
+            out[key] = arrays
+    first_key = {layer.name: key for key, layer in reversed(list(zip(keys, layers)))}
+    for key, layer in zip(keys, layers):
         for i, blob in enumerate(layer.blobs):
             if blob.share_owner is not None:
                 owner, index = blob.share_owner
-                out[layer.name][i] = out[owner][index]
+                out[key][i] = out[first_key[owner]][index]
     return out
+
+
+def _keys(layers: list[LayerBlobs]) -> list[str]:
+    """Layer names as dict keys: a name that repeats (Caffe allows it) gets ``#2``, ``#3``, ... on its later
+    layers."""
+    seen: dict[str, int] = {}
+    keys = []
+    for layer in layers:
+        seen[layer.name] = seen.get(layer.name, 0) + 1
+        keys.append(layer.name if seen[layer.name] == 1 else f"{layer.name}#{seen[layer.name]}")
+    return keys
 

@@ -160,3 +160,12 @@ def test_errors():
     bad = TWO.replace('type: "xavier"', 'type: "nonsense"')
     with pytest.raises(ValueError, match="layer 'conv'.*nonsense"):
         fill_net(net(bad))
+
+
+def test_repeated_layer_names_get_unique_keys():
+    twice = TWO + TWO.split("\n", 2)[2].replace('bottom: "x"', 'bottom: "f"').replace('bottom: "c"', 'bottom: "c2"') \
+        .replace('top: "c"', 'top: "c2"').replace('top: "f"', 'top: "f2"')
+    params = fill_net(net(twice), seed=4)
+    assert list(params) == ["conv", "fc", "conv#2", "fc#2"]
+    assert params["conv#2"][0].shape == (4, 5)  # a convolution over (2, 5): no spatial axes
+    assert not np.array_equal(params["fc"][1], params["fc#2"][1])
