@@ -8,16 +8,19 @@
             out[i] = value;                                             \
     }
 
+/* Caffe's BilinearFiller (BVLC master): f = ceil(K / 2.), c = Dtype((K - 1) / (2. * f)), then
+ * (1 - |x / f - c|) * (1 - |y / f - c|) with x, y and every step in Dtype (Caffe's CPU build sees the float
+ * overload of fabs through <math.h>, so a float blob is computed in float and a double blob in double). */
 #define FL_DEFINE_BILINEAR(SUFFIX, T)                                                  \
     void fl_bilinear_##SUFFIX(int64_t first, int64_t n, int64_t k, T *out)           \
     {                                                                                  \
-        const float f = ceilf((float)k / 2.0f);                                        \
-        const float c = (float)((double)(k - 1) / (2.0 * f));                          \
+        const T f = (T)ceil((double)k / 2.0);                                          \
+        const T c = (T)((double)(k - 1) / (2.0 * (double)f));                         \
         for (int64_t j = 0; j < n; ++j) {                                              \
             const int64_t i = first + j;                                               \
-            const float x = (float)(i % k);                                            \
-            const float y = (float)((i / k) % k);                                      \
-            out[j] = (T)((1.0f - fabsf(x / f - c)) * (1.0f - fabsf(y / f - c)));       \
+            const T x = (T)(i % k);                                                    \
+            const T y = (T)((i / k) % k);                                              \
+            out[j] = (1 - (T)fabs(x / f - c)) * (1 - (T)fabs(y / f - c));              \
         }                                                                              \
     }
 

@@ -8,7 +8,7 @@ void fl_constant_f32(int64_t n, float value, float *out);
 void fl_constant_f64(int64_t n, double value, double *out);
 
 /* Caffe's bilinear upsampling kernel for a K x K filter: elements first .. first + n - 1 of a blob whose
- * two last axes are K x K.  Computed in float, as Caffe does, whatever the output type. */
+ * two last axes are K x K.  Computed in the output type, as Caffe's BilinearFiller<Dtype> does. */
 void fl_bilinear_f32(int64_t first, int64_t n, int64_t k, float *out);
 void fl_bilinear_f64(int64_t first, int64_t n, int64_t k, double *out);
 
