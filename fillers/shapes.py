@@ -1048,7 +1048,7 @@ def _filter(layer: _Layer) -> list[Shape | _Unknown]:
     return tops
 
 
-@_rule("Silence", "HDF5Output")
+@_rule("Silence", "HDF5Output", "MatWrite")
 def _no_tops(layer: _Layer) -> list[Shape | _Unknown]:
     return []
 
@@ -1169,6 +1169,17 @@ def _interp(layer: _Layer) -> list[Shape | _Unknown]:
         raise layer.error("give zoom_factor, shrink_factor, height and width, or a second bottom")
     layer.check(h_eff > 0 and w_eff > 0 and out_h > 0 and out_w > 0, "sizes must be positive")
     return [layer.shape((n, c, out_h, out_w))]
+
+
+@_rule("Padding")
+def _padding(layer: _Layer) -> list[Shape | _Unknown]:
+    """DeepLab v1: pads (or, negative, crops) height and width by pad_beg + pad_end."""
+    pp = layer.sub("padding_param")
+    layer.check(pp.pad_beg * pp.pad_end >= 0, "padding must either be both positive or negative")
+    n, c, h, w = layer.nchw(layer.bottom(0))
+    out_h, out_w = h + pp.pad_beg + pp.pad_end, w + pp.pad_beg + pp.pad_end
+    layer.check(out_h > 0 and out_w > 0, "padding makes the height or width <= 0")
+    return [(n, c, out_h, out_w)]
 
 
 @_rule("Upsample")

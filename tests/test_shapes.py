@@ -608,6 +608,12 @@ def test_fork_layers_shape_their_tops():
         assert top_after((2, 4, 5, 6), body, "t") == count, body
 
 
+@pytest.mark.skipif(not has_field("padding_param"), reason="schema without DeepLab's padding_param")
+def test_deeplab_padding():
+    body = 'layer { name: "t" type: "Padding" bottom: "x" top: "t" padding_param { pad_beg: -1 pad_end: -2 } }'
+    assert top_after((2, 4, 9, 8), body, "t") == 4 * 6 * 5
+
+
 @fork
 def test_roi_pooling_takes_the_roi_count_from_the_second_bottom():
     body = ('layer { name: "r" type: "Input" top: "rois" input_param { shape { dim: 7 dim: 5 } } }'
