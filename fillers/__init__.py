@@ -8,20 +8,40 @@ The public API:
 - :func:`philox_raw` exposes the raw Philox4x32-10 words.
 - :class:`CaffeRNG` is Caffe's seeded CPU stream (boost::mt19937), for ``fill(..., rng=CaffeRNG(seed))``.
 - :class:`FillerParameter` and :class:`NetParameter` are the generated Caffe schema messages.
+- :func:`load_net`, :func:`load_solver` read prototxt/binary definitions of any Caffe vintage (errors:
+  :class:`PrototxtError`); :func:`upgrade_net` is Caffe's format upgrade on its own.
+- :func:`infer_shapes` lists every learnable blob of a net with its shape and filler, as Caffe's ``Net::Init``
+  would set it up (:class:`LayerBlobs`, :class:`BlobSpec`; :class:`ShapeError` when a shape cannot be known);
+  :func:`fill_net` fills them all, from Philox streams keyed by layer name or bit-identically to Caffe.
 """
 from fillers._caffe import CaffeRNG
 from fillers._fill import default_threads, fill, philox_raw
 from fillers._params import FILLER_TYPES
 from fillers.caffe_pb2 import FillerParameter, NetParameter
+from fillers.net import fill_net, philox_stream
+from fillers.prototxt import PrototxtError, load_net, load_solver
+from fillers.shapes import BlobSpec, FillStep, LayerBlobs, ShapeError, infer_shapes
+from fillers.upgrade import upgrade_net
 
 __all__ = [
+    "BlobSpec",
     "CaffeRNG",
-    "FILLER_TYPES",
-    "FillerParameter",
-    "NetParameter",
     "default_threads",
     "fill",
+    "fill_net",
+    "FILLER_TYPES",
+    "FillerParameter",
+    "FillStep",
+    "infer_shapes",
+    "LayerBlobs",
+    "load_net",
+    "load_solver",
+    "NetParameter",
     "philox_raw",
+    "philox_stream",
+    "PrototxtError",
+    "ShapeError",
+    "upgrade_net",
 ]
 
 __version__ = "0.1.0"

@@ -1,0 +1,707 @@
+"""Read Caffe net and solver definitions (prototxt text or binary protobuf).
+
+Text is parsed by protobuf's own ``text_format``. Before that, one pass with
+protobuf's text tokenizer walks the text along the schema and finds what the
+schema does not know: fields that do not exist (fork extensions, removed
+fields), enum values that do not exist (fork layer types) and singular fields
+given twice. In lenient mode (the default) each of these is blanked out of the
+text -- replaced by spaces, so every later line and column stays where it
+was -- and reported with one :class:`PrototxtWarning`; with ``strict=True`` the
+first one is a :class:`PrototxtError`. The cleaned text is then parsed once, so
+the whole load is linear in the size of the file.
+
+Every net comes back in the current format: :func:`load_net` runs
+:func:`fillers.upgrade.upgrade_net` (Caffe's ``UpgradeNetAsNeeded``).
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import re
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Union
+
+from google.protobuf import text_format
+from google.protobuf.descriptor import Descriptor, FieldDescriptor
+from google.protobuf.message import DecodeError, Message
+from google.protobuf.unknown_fields import UnknownFieldSet
+
+from . import caffe_pb2
+
+__all__ = [
+    "PrototxtError",
+    "PrototxtWarning",
+    "load_net",
+    "load_solver",
+    "load_solver_net",
+    "parse_text",
+]
+
+Source = Union[str, bytes, bytearray, memoryview, os.PathLike]
+
+#: File name endings that always mean binary protobuf.
+BINARY_SUFFIXES = (".caffemodel", ".binaryproto")
+
+
+class PrototxtError(ValueError):
+    """A net or solver definition that cannot be read.
+
+    The message names the place as ``file:line:column``, then shows the
+    offending line and a caret under the column.
+
+    Attributes
+    ----------
+    reason : str
+        What is wrong, without the location.
+    filename : str
+        The file name, or ``"<string>"`` / ``"<bytes>"`` for in-memory input.
+    line, column : int or None
+        1-based position, when the problem has one.
+    text_line : str or None
+        The source line at ``line``.
+    """
+
+    def __init__(
+        self,
+        reason: str,
+        filename: str = "<string>",
+        line: int | None = None,
+        column: int | None = None,
+        text_line: str | None = None,
+    ) -> None:
+        self.reason = reason
+        self.filename = filename
+        self.line = line
+        self.column = column
+        self.text_line = text_line
+        super().__init__(self._render())
+
+    def _render(self) -> str:
+        where = self.filename
+        if self.line is not None:
+            where += f":{self.line}"
+            if self.column is not None:
+                where += f":{self.column}"
+        out = f"{where}: {self.reason}"
+        if self.text_line is not None:
+            shown = self.text_line.rstrip("\r\n")
+            out += "\n    " + shown
+            if self.column is not None:
+                pad = "".join(c if c == "\t" else " " for c in shown[: self.column - 1])
+                out += "\n    " + pad + "^"
+        return out
+
+
+class PrototxtWarning(UserWarning):
+    """Something in a prototxt was skipped or reinterpreted in lenient mode."""
+
+
+# --------------------------------------------------------------------------
+# Reading the source
+# --------------------------------------------------------------------------
+
+_DRIVE = re.compile(r"^[A-Za-z]:[\\/]")
+_FIELD_START = re.compile(r"^\s*(#|[A-Za-z_]\w*\s*[:{<])")
+
+
+@dataclass
+class _Input:
+    name: str  # file name for messages
+    data: Union[str, bytes]
+    path: Path | None = None
+    binary_hint: bool = False
+
+
+def _read_source(source: Source) -> _Input:
+    """Turn a path, text or bytes into named content (a missing file raises OSError)."""
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        return _Input("<bytes>", bytes(source))
+    if isinstance(source, str) and _is_inline_text(source):
+        return _Input("<string>", source)
+    if not isinstance(source, (str, os.PathLike)):
+        raise TypeError(
+            f"source must be a path, prototxt text or bytes, not {type(source).__name__}"
+        )
+    path = Path(os.fspath(source))
+    with open(path, "rb") as fh:
+        data = fh.read()
+    return _Input(str(path), data, path, path.name.lower().endswith(BINARY_SUFFIXES))
+
+
+def _is_inline_text(s: str) -> bool:
+    if "\n" in s or "{" in s:
+        return True
+    if _DRIVE.match(s) or os.path.exists(s):
+        return False
+    return bool(_FIELD_START.match(s)) or not s.strip()
+
+
+def _looks_binary(data: bytes) -> bool:
+    """True when ``data`` cannot be prototxt text (not UTF-8, or control bytes)."""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        return True
+    return any(ord(c) < 32 and c not in "\t\n\r\f\v" for c in text[:4096])
+
+
+# --------------------------------------------------------------------------
+# The schema-guided pre-pass
+# --------------------------------------------------------------------------
+
+_NAME = re.compile(r"^\w+$")
+_ENUM = FieldDescriptor.TYPE_ENUM
+_MESSAGE = FieldDescriptor.CPPTYPE_MESSAGE
+
+
+@dataclass
+class _Issue:
+    """One thing the schema does not accept, with the text span to blank."""
+
+    reason: str
+    start: tuple[int, int]  # 0-based (line, column)
+    end: tuple[int, int]  # exclusive
+
+
+class _Stop(Exception):
+    """The pre-pass cannot follow the text; the real parser will report why."""
+
+
+class _Template(Exception):
+    def __init__(self, pos: tuple[int, int], token: str) -> None:
+        super().__init__(token)
+        self.pos = pos
+
+
+@dataclass
+class _Scan:
+    """Result of the pre-pass over one text."""
+
+    issues: list[_Issue] = field(default_factory=list)
+    # Top-level NetParameter `layer` / `layers` entries in text order, with position.
+    top_order: list[tuple[str, tuple[int, int]]] = field(default_factory=list)
+    # (line, column) spans of V1 `layers` keywords whose block has a string type.
+    v2_style_layers: list[tuple[int, int]] = field(default_factory=list)
+
+
+class _Scanner:
+    """Walk prototxt tokens along a message descriptor, the way text_format does."""
+
+    def __init__(self, lines: list[str], desc: Descriptor) -> None:
+        self.lines = lines
+        self.tok = text_format.Tokenizer(lines)
+        self.desc = desc
+        self.scan = _Scan()
+        self.end = (0, 0)
+
+    # token helpers -------------------------------------------------------
+    def here(self) -> tuple[int, int]:
+        return (self.tok._line, self.tok._column)  # noqa: SLF001 (stable private API)
+
+    def take(self) -> str:
+        token = self.tok.token
+        if token.startswith("$"):
+            raise _Template(self.here(), token)
+        line, col = self.here()
+        self.tok.NextToken()
+        self.end = (line, col + len(token))
+        return token
+
+    def expect(self, token: str) -> None:
+        if self.tok.token != token:
+            raise _Stop
+        self.take()
+
+    def accept(self, token: str) -> bool:
+        if self.tok.token == token:
+            self.take()
+            return True
+        return False
+
+    # grammar -------------------------------------------------------------
+    def run(self) -> _Scan:
+        try:
+            self.message(self.desc, None, top=True)
+        except (_Stop, text_format.ParseError):
+            pass  # leave the rest to text_format, which gives the exact error
+        return self.scan
+
+    def message(self, desc: Descriptor, close: str | None, top: bool = False) -> None:
+        seen: set[str] = set()
+        while True:
+            if close is None:
+                if self.tok.AtEnd():
+                    return
+            elif self.accept(close):
+                return
+            elif self.tok.AtEnd():
+                raise _Stop
+            self.field(desc, seen, top)
+
+    def field(self, desc: Descriptor, seen: set[str], top: bool) -> None:
+        start = self.here()
+        if self.tok.token == "[":
+            raise _Stop  # extensions / Any: not used by Caffe
+        if not _NAME.match(self.tok.token):
+            raise _Stop
+        name = self.take()
+        fd = desc.fields_by_name.get(name)
+        if fd is None:
+            self.skip_contents()
+            self.issue(f'unknown field "{name}" in {desc.full_name}', start)
+        else:
+            if top and desc is caffe_pb2.NetParameter.DESCRIPTOR and name in ("layer", "layers"):
+                self.scan.top_order.append((name, start))
+            if not fd.is_repeated:
+                if name in seen:
+                    self.issue(f'field "{name}" given more than once in {desc.full_name}',
+                               start, blank=False)
+                seen.add(name)
+            if fd.cpp_type == _MESSAGE:
+                self.message_value(fd, start)
+            else:
+                self.scalar_value(fd, start)
+        if not self.accept(","):
+            self.accept(";")
+
+    def message_value(self, fd: FieldDescriptor, start: tuple[int, int]) -> None:
+        self.accept(":")
+        if fd.is_repeated and self.accept("["):
+            if not self.accept("]"):
+                while True:
+                    self.submessage(fd, start)
+                    if self.accept("]"):
+                        break
+                    self.expect(",")
+        else:
+            self.submessage(fd, start)
+
+    def submessage(self, fd: FieldDescriptor, start: tuple[int, int]) -> None:
+        if self.accept("<"):
+            close = ">"
+        else:
+            self.expect("{")
+            close = "}"
+        if fd.message_type is caffe_pb2.V1LayerParameter.DESCRIPTOR:
+            self.v1_layer_block(start, close)
+        else:
+            self.message(fd.message_type, close)
+
+    def v1_layer_block(self, start: tuple[int, int], close: str) -> None:
+        """A ``layers {}`` block; one with ``type: "String"`` is a current-format layer."""
+        if self.v1_block_has_string_type():
+            self.scan.v2_style_layers.append(start)
+            self.message(caffe_pb2.LayerParameter.DESCRIPTOR, close)
+        else:
+            self.message(caffe_pb2.V1LayerParameter.DESCRIPTOR, close)
+
+    def v1_block_has_string_type(self) -> bool:
+        """Look ahead to the end of the block: is its own `type:` a quoted string?"""
+        line, col = self.here()
+        rest = itertools.chain([self.lines[line][col:]],
+                               itertools.islice(self.lines, line + 1, None))
+        tok = text_format.Tokenizer(rest)
+        depth = 0
+        while not tok.AtEnd():
+            t = tok.token
+            if t in ("{", "<"):
+                depth += 1
+            elif t in ("}", ">"):
+                if depth == 0:
+                    return False
+                depth -= 1
+            elif depth == 0 and t == "type":
+                tok.NextToken()
+                tok.TryConsume(":")
+                return tok.token[:1] in ("'", '"')
+            tok.NextToken()
+        return False
+
+    def scalar_value(self, fd: FieldDescriptor, start: tuple[int, int]) -> None:
+        self.expect(":")
+        bad: list[str] = []
+        if fd.is_repeated and self.accept("["):
+            if not self.accept("]"):
+                while True:
+                    self.value(fd, bad)
+                    if self.accept("]"):
+                        break
+                    self.expect(",")
+        else:
+            self.value(fd, bad)
+        if bad:
+            enum = fd.enum_type.full_name
+            self.issue(f'unknown value {", ".join(bad)} of enum {enum} for field "{fd.name}"',
+                       start)
+
+    def value(self, fd: FieldDescriptor, bad: list[str]) -> None:
+        token = self.tok.token
+        if not token:
+            raise _Stop
+        if token[0] in "'\"":
+            self.take()
+            while self.tok.token[:1] in ("'", '"'):  # adjacent literals concatenate
+                self.take()
+            return
+        if token in ("{", "}", "<", ">", "[", "]", ":", ",", ";"):
+            raise _Stop
+        self.take()
+        if fd.type == _ENUM:
+            try:
+                text_format.ParseEnum(fd, token)
+            except ValueError:
+                bad.append(token)
+
+    def skip_contents(self) -> None:
+        """Skip an unknown field's value or block (mirrors text_format's skipping)."""
+        if self.accept(":") and self.tok.token not in ("{", "<"):
+            if self.accept("["):
+                if not self.accept("]"):
+                    while True:
+                        if self.tok.token in ("{", "<"):
+                            self.skip_block()
+                        else:
+                            self.skip_value()
+                        if self.accept("]"):
+                            break
+                        self.expect(",")
+            else:
+                self.skip_value()
+        else:
+            self.skip_block()
+
+    def skip_value(self) -> None:
+        token = self.tok.token
+        if not token or token in ("{", "}", "<", ">", "[", "]", ":", ",", ";"):
+            raise _Stop
+        self.take()
+        while token[0] in "'\"" and self.tok.token[:1] in ("'", '"'):
+            self.take()
+
+    def skip_block(self) -> None:
+        close = ">" if self.accept("<") else "}"
+        if close == "}":
+            self.expect("{")
+        while not self.accept(close):
+            if self.tok.AtEnd() or self.tok.token in ("}", ">"):
+                raise _Stop
+            if self.tok.token == "[":
+                raise _Stop
+            self.take()
+            self.skip_contents()
+            if not self.accept(","):
+                self.accept(";")
+
+    def issue(self, reason: str, start: tuple[int, int], blank: bool = True) -> None:
+        end = self.end if blank else start
+        self.scan.issues.append(_Issue(reason, start, end))
+
+
+def _blank(lines: list[str], start: tuple[int, int], end: tuple[int, int]) -> None:
+    """Replace the text between two (line, column) points by spaces, keeping newlines."""
+    (l0, c0), (l1, c1) = start, end
+    for ln in range(l0, l1 + 1):
+        text = lines[ln]
+        a = c0 if ln == l0 else 0
+        b = c1 if ln == l1 else len(text.rstrip("\r"))
+        lines[ln] = text[:a] + " " * (b - a) + text[b:]
+
+
+def _placeholder(line: str, col: int) -> str:
+    m = re.match(r"\$\{?\w*\}?", line[col:])
+    return m.group(0) if m else "$"
+
+
+def _replace_word(lines: list[str], pos: tuple[int, int], old: str, new: str) -> None:
+    ln, col = pos
+    text = lines[ln]
+    assert text[col : col + len(old)] == old
+    lines[ln] = text[:col] + new.ljust(len(old)) + text[col + len(old) :]
+
+
+# --------------------------------------------------------------------------
+# Text and binary parsing
+# --------------------------------------------------------------------------
+
+
+@dataclass
+class ParsedText:
+    """What :func:`parse_text` returns: the message and facts about its text."""
+
+    message: Message
+    top_order: list[str]
+
+
+def _error_from_parse(e: text_format.ParseError, name: str, lines: list[str]) -> PrototxtError:
+    line, col = e.GetLine(), e.GetColumn()
+    reason = str(e)
+    reason = re.sub(r"^\d+(:\d+)? : ", "", reason)
+    text_line = None
+    if line is not None and 1 <= line <= len(lines):
+        text_line = lines[line - 1]
+        prefix = f"'{text_line}': "
+        if reason.startswith(prefix):
+            reason = reason[len(prefix):]
+        if "${" in text_line:
+            reason += " (the file is a template: substitute its ${...} placeholders first)"
+    return PrototxtError(reason, name, line, col, text_line)
+
+
+def parse_text(text: str, message_type: type[Message], *, strict: bool = False,
+               filename: str = "<string>") -> ParsedText:
+    """Parse prototxt ``text`` into a new ``message_type`` without any upgrade.
+
+    Parameters
+    ----------
+    text : str
+        The prototxt.
+    message_type : type
+        A generated message class, e.g. ``caffe_pb2.NetParameter``.
+    strict : bool
+        Unknown fields, unknown enum values and repeated singular fields are
+        errors instead of warnings.
+    filename : str
+        Name used in messages.
+
+    Returns
+    -------
+    ParsedText
+
+    Raises
+    ------
+    PrototxtError
+        On a syntax error or a value the schema does not accept.
+    """
+    if text.startswith("\ufeff"):
+        text = text[1:]
+    original = text.split("\n")
+    lines = list(original)
+    scanner = _Scanner(original, message_type.DESCRIPTOR)
+    try:
+        scan = scanner.run()
+    except _Template as t:
+        ln, col = t.pos
+        raise PrototxtError(
+            f"template placeholder {_placeholder(original[ln], col)} is not prototxt; "
+            "substitute it first", filename, ln + 1, col + 1, original[ln]) from None
+    for pos in scan.v2_style_layers:
+        if strict:
+            raise PrototxtError('"layers" block with a string type (current-format '
+                                'layer written as V1)', filename, pos[0] + 1, pos[1] + 1,
+                                original[pos[0]])
+        warnings.warn(f'{filename}:{pos[0] + 1}: "layers" block with a string type '
+                      'read as a "layer" block', PrototxtWarning, stacklevel=3)
+        _replace_word(lines, pos, "layers", "layer")
+    rewritten = set(scan.v2_style_layers)
+    top_order = ["layer" if pos in rewritten else name for name, pos in scan.top_order]
+    for iss in scan.issues:
+        ln, col = iss.start
+        if strict:
+            raise PrototxtError(iss.reason, filename, ln + 1, col + 1, original[ln])
+        warnings.warn(f"{filename}:{ln + 1}:{col + 1}: {iss.reason} (skipped)",
+                      PrototxtWarning, stacklevel=3)
+        if iss.end != iss.start:
+            _blank(lines, iss.start, iss.end)
+    msg = message_type()
+    try:
+        if strict:
+            text_format.Parse("\n".join(lines), msg)
+        else:
+            text_format.Merge("\n".join(lines), msg)
+    except text_format.ParseError as e:
+        raise _error_from_parse(e, filename, original) from None
+    return ParsedText(msg, top_order)
+
+
+def _unknown_binary_fields(msg: Message, path: str) -> list[str]:
+    """Dotted paths of the unknown field numbers anywhere inside ``msg``."""
+    found = [f"{path}.#{f.field_number}" for f in UnknownFieldSet(msg)]
+    for fd, value in msg.ListFields():
+        if fd.cpp_type != _MESSAGE:
+            continue
+        if fd.is_repeated:
+            for i, sub in enumerate(value):
+                found += _unknown_binary_fields(sub, f"{path}.{fd.name}[{i}]")
+        else:
+            found += _unknown_binary_fields(value, f"{path}.{fd.name}")
+    return found
+
+
+def _parse_binary(data: bytes, message_type: type[Message], name: str,
+                  strict: bool) -> Message:
+    msg = message_type()
+    try:
+        msg.ParseFromString(data)
+    except DecodeError as e:
+        raise PrototxtError(f"not a binary {message_type.DESCRIPTOR.name} ({e})", name) from None
+    unknown = _unknown_binary_fields(msg, message_type.DESCRIPTOR.name)
+    if unknown:
+        shown = ", ".join(unknown[:5]) + (" ..." if len(unknown) > 5 else "")
+        if strict:
+            raise PrototxtError(f"unknown fields {shown}", name)
+        warnings.warn(f"{name}: {len(unknown)} unknown binary field(s) kept unread: {shown}",
+                      PrototxtWarning, stacklevel=3)
+    return msg
+
+
+def _load(source: Source, message_type: type[Message], strict: bool
+          ) -> tuple[Message, list[str], _Input]:
+    inp = _read_source(source)
+    data = inp.data
+    if isinstance(data, bytes):
+        if inp.binary_hint or _looks_binary(data):
+            return _parse_binary(data, message_type, inp.name, strict), [], inp
+        data = data.decode("utf-8")
+    parsed = parse_text(data, message_type, strict=strict, filename=inp.name)
+    return parsed.message, parsed.top_order, inp
+
+
+# --------------------------------------------------------------------------
+# Public API
+# --------------------------------------------------------------------------
+
+
+def load_net(source: Source, *, strict: bool = False) -> caffe_pb2.NetParameter:
+    """Read a Caffe net definition and upgrade it to the current format.
+
+    Parameters
+    ----------
+    source : str, os.PathLike or bytes
+        A path (``.prototxt`` text; ``.caffemodel`` / ``.binaryproto`` or any
+        file that is not text is read as binary ``NetParameter``), prototxt
+        text (a ``str`` with a newline, a brace or a leading ``field:``), or
+        the bytes of either.
+    strict : bool
+        When False (default), unknown fields, unknown enum values, repeated
+        singular fields, V1 ``layers`` blocks with string types and nets that
+        mix ``layer`` and ``layers`` are accepted with one
+        :class:`PrototxtWarning` each. When True they raise.
+
+    Returns
+    -------
+    caffe_pb2.NetParameter
+        In the current format: ``layer {}`` entries with string types, inputs
+        as an ``Input`` layer (see :func:`fillers.upgrade.upgrade_net`).
+
+    Raises
+    ------
+    PrototxtError
+        Syntax errors and values the schema rejects, with ``file:line:column``.
+    OSError
+        If the file cannot be read.
+
+    Examples
+    --------
+    >>> net = load_net('name: "tiny" input: "x" input_dim: [1, 3, 8, 8]')
+    >>> net.layer[0].type, list(net.layer[0].input_param.shape[0].dim)
+    ('Input', [1, 3, 8, 8])
+    """
+    from .upgrade import upgrade_net_ordered
+
+    net, top_order, inp = _load(source, caffe_pb2.NetParameter, strict)
+    return upgrade_net_ordered(net, top_order, strict=strict, filename=inp.name)
+
+
+def load_solver(source: Source, *, strict: bool = False) -> caffe_pb2.SolverParameter:
+    """Read a Caffe solver definition, upgraded as Caffe does.
+
+    The legacy ``solver_type`` enum becomes the ``type`` string (``NESTEROV``
+    -> ``"Nesterov"`` ...). Nets embedded in the solver (``net_param``,
+    ``train_net_param``, ``test_net_param``) are upgraded to the current
+    format too. Use :func:`load_solver_net` for the net the solver names.
+
+    Parameters
+    ----------
+    source : str, os.PathLike or bytes
+        As for :func:`load_net`.
+    strict : bool
+        As for :func:`load_net`.
+
+    Returns
+    -------
+    caffe_pb2.SolverParameter
+
+    Raises
+    ------
+    PrototxtError
+        On syntax errors, or when both ``solver_type`` and ``type`` are given.
+    OSError
+        If the file cannot be read.
+    """
+    from .upgrade import upgrade_net, upgrade_solver
+
+    solver, _, inp = _load(source, caffe_pb2.SolverParameter, strict)
+    try:
+        solver = upgrade_solver(solver)
+    except ValueError as e:
+        raise PrototxtError(str(e), inp.name) from None
+    for net in _embedded_nets(solver):
+        net.CopyFrom(upgrade_net(net, strict=strict))
+    return solver
+
+
+def _embedded_nets(solver: caffe_pb2.SolverParameter) -> list[caffe_pb2.NetParameter]:
+    nets = list(solver.test_net_param)
+    if solver.HasField("net_param"):
+        nets.append(solver.net_param)
+    if solver.HasField("train_net_param"):
+        nets.append(solver.train_net_param)
+    return nets
+
+
+def load_solver_net(source: Source, *, strict: bool = False) -> caffe_pb2.NetParameter:
+    """Load the training net a solver names, the way Caffe's solver finds it.
+
+    Caffe takes exactly one of ``train_net_param``, ``train_net``,
+    ``net_param``, ``net``. A relative ``net``/``train_net`` path is looked up
+    next to the solver file first, then relative to the current directory (where
+    Caffe itself looks).
+
+    Parameters
+    ----------
+    source : str, os.PathLike or bytes
+        The solver, as for :func:`load_solver`.
+    strict : bool
+        As for :func:`load_net`.
+
+    Returns
+    -------
+    caffe_pb2.NetParameter
+        Upgraded to the current format.
+
+    Raises
+    ------
+    PrototxtError
+        If the solver names no net or more than one.
+    OSError
+        If the named net file cannot be read (the message has the path tried).
+    """
+    solver = load_solver(source, strict=strict)
+    inp_name = source if isinstance(source, (str, os.PathLike)) else None
+    given = [f for f in ("train_net_param", "train_net", "net_param", "net")
+             if solver.HasField(f)]
+    if len(given) != 1:
+        what = "no net" if not given else "more than one net (" + ", ".join(given) + ")"
+        name = os.fspath(inp_name) if inp_name is not None and not (
+            isinstance(inp_name, str) and _is_inline_text(inp_name)) else "<string>"
+        raise PrototxtError(f"solver names {what}; Caffe needs exactly one of "
+                            "train_net_param, train_net, net_param, net", name)
+    which = given[0]
+    if which.endswith("_param"):
+        return getattr(solver, which)
+    return load_net(_resolve_net_path(getattr(solver, which), inp_name), strict=strict)
+
+
+def _resolve_net_path(net: str, solver_source: Source | None) -> Path:
+    path = Path(net)
+    if path.is_absolute() or solver_source is None:
+        return path
+    if isinstance(solver_source, str) and _is_inline_text(solver_source):
+        return path
+    beside = Path(os.fspath(solver_source)).parent / path
+    if beside.exists() or not path.exists():
+        return beside
+    return path

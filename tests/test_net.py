@@ -1,0 +1,171 @@
+"""fill_net: real Caffe's weights for corpus nets, Caffe's draw order, Philox streams keyed by layer."""
+import hashlib
+import json
+import warnings
+
+import numpy as np
+import pytest
+from google.protobuf import text_format
+
+from fillers import CaffeRNG, NetParameter, ShapeError, fill, fill_net, load_net, philox_stream
+
+
+def net(text: str) -> NetParameter:
+    return text_format.Parse(text, NetParameter())
+
+
+def sha256(array: np.ndarray) -> str:
+    return hashlib.sha256(np.ascontiguousarray(array).tobytes()).hexdigest()
+
+
+def test_nets_json_weights_match_caffe(shared_dir):
+    data = json.loads((shared_dir / "caffe_vectors" / "nets.json").read_text())
+    for rel, layers in data["nets"].items():
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            params = fill_net(load_net(shared_dir / "corpus" / rel), seed=data["seed"], rng="caffe",
+                              phase=data["phase"])
+        assert list(params) == [layer["name"] for layer in layers], rel
+        for layer in layers:
+            for i, blob in enumerate(layer["blobs"]):
+                array = params[layer["name"]][i]
+                assert array.dtype == np.float32 and array.shape == tuple(blob["shape"])
+                assert sha256(array) == blob["sha256"], (rel, layer["name"], i)
+
+
+TWO = """
+layer { name: "in" type: "Input" top: "x" input_param { shape { dim: 2 dim: 3 dim: 8 dim: 8 } } }
+layer { name: "conv" type: "Convolution" bottom: "x" top: "c"
+        convolution_param { num_output: 4 kernel_size: 3 weight_filler { type: "xavier" }
+                            bias_filler { type: "gaussian" std: 0.1 } } }
+layer { name: "fc" type: "InnerProduct" bottom: "c" top: "f"
+        inner_product_param { num_output: 5 weight_filler { type: "msra" } bias_filler { type: "uniform" } } }
+"""
+
+
+def test_caffe_order_is_layers_then_weight_before_bias():
+    params = fill_net(net(TWO), seed=7, rng="caffe")
+    rng = CaffeRNG(7)
+    expected = [fill(np.empty(shape, np.float32), filler, rng=rng) for shape, filler in [
+        ((4, 3, 3, 3), "xavier"), ((4,), 'type: "gaussian" std: 0.1'), ((5, 144), "msra"), ((5,), "uniform")]]
+    got = params["conv"] + params["fc"]
+    assert all(np.array_equal(a, b) for a, b in zip(got, expected))
+
+
+def test_caffe_float64():
+    params = fill_net(net(TWO), seed=7, rng="caffe", dtype=np.float64)
+    rng = CaffeRNG(7)
+    assert np.array_equal(params["conv"][0], fill(np.empty((4, 3, 3, 3)), "xavier", rng=rng))
+
+
+DATA_FIRST = """
+layer { name: "d" type: "Data" top: "data" top: "label" data_param { source: "db" batch_size: 2 }
+        transform_param { mirror: true crop_size: 4 mean_value: 1 mean_value: 2 mean_value: 3 } }
+layer { name: "fc" type: "InnerProduct" bottom: "data" top: "f"
+        inner_product_param { num_output: 2 weight_filler { type: "uniform" } } }
+"""
+
+
+def test_caffe_skips_the_seeds_data_layers_draw():
+    params = fill_net(net(DATA_FIRST), seed=3, rng="caffe")
+    rng = CaffeRNG(3)
+    rng.raw(3)  # two transformer seeds (mirror) and the prefetch thread's seed
+    assert np.array_equal(params["fc"][0], fill(np.empty((2, 48), np.float32), "uniform", rng=rng))
+
+
+SHARED = """
+layer { name: "in" type: "Input" top: "x" input_param { shape { dim: 2 dim: 6 } } }
+layer { name: "a" type: "InnerProduct" bottom: "x" top: "a" param { name: "w" }
+        inner_product_param { num_output: 3 weight_filler { type: "gaussian" } } }
+layer { name: "b" type: "InnerProduct" bottom: "x" top: "b" param { name: "w" }
+        inner_product_param { num_output: 3 weight_filler { type: "gaussian" } bias_filler { type: "uniform" } } }
+"""
+
+
+@pytest.mark.parametrize("rng", ["philox", "caffe"])
+def test_shared_blob_is_the_owners_array(rng):
+    params = fill_net(net(SHARED), seed=5, rng=rng)
+    assert params["b"][0] is params["a"][0]
+    assert params["b"][1] is not params["a"][1]
+
+
+def test_caffe_sharing_layer_still_draws_its_own_filler():
+    params = fill_net(net(SHARED), seed=5, rng="caffe")
+    rng = CaffeRNG(5)
+    for shape, filler in [((3, 6), "gaussian"), ((3,), "constant"), ((3, 6), "gaussian")]:
+        fill(np.empty(shape, np.float32), filler, rng=rng)  # b's own weight run is drawn, then replaced
+    assert np.array_equal(params["b"][1], fill(np.empty(3, np.float32), "uniform", rng=rng))
+
+
+LSTM = """
+layer { name: "x" type: "Input" top: "x" top: "cont" input_param { shape { dim: 3 dim: 2 dim: 5 } shape { dim: 3 dim: 2 } } }
+layer { name: "lstm" type: "LSTM" bottom: "x" bottom: "cont" top: "h"
+        recurrent_param { num_output: 4 weight_filler { type: "uniform" min: -0.1 max: 0.1 } } }
+layer { name: "fc" type: "InnerProduct" bottom: "h" top: "f"
+        inner_product_param { num_output: 2 axis: 2 weight_filler { type: "uniform" } } }
+"""
+
+
+def test_caffe_unrolled_lstm_draws_each_timestep():
+    params = fill_net(net(LSTM), seed=11, rng="caffe")
+    rng = CaffeRNG(11)
+    w = 'type: "uniform" min: -0.1 max: 0.1'
+    expected_xc = fill(np.empty((16, 5), np.float32), w, rng=rng)
+    fill(np.empty(16, np.float32), "constant", rng=rng)
+    expected_hc = fill(np.empty((16, 4), np.float32), w, rng=rng)
+    for _ in range(2):  # timesteps 2 and 3 run the shared W_hc filler again
+        fill(np.empty((16, 4), np.float32), w, rng=rng)
+    assert np.array_equal(params["lstm"][0], expected_xc)
+    assert np.array_equal(params["lstm"][2], expected_hc)
+    assert np.array_equal(params["fc"][0], fill(np.empty((2, 4), np.float32), "uniform", rng=rng))
+
+
+def test_philox_blob_streams_are_keyed_by_layer_and_index():
+    params = fill_net(net(TWO), seed=9)
+    assert np.array_equal(params["fc"][0], fill(np.empty((5, 144), np.float32), "msra", seed=9,
+                                                stream=philox_stream("fc", 0)))
+    assert philox_stream("fc", 0) == int.from_bytes(hashlib.sha256(b"fc\x000").digest()[:8], "little")
+
+
+def test_philox_values_do_not_depend_on_other_layers():
+    reordered = TWO.replace('name: "conv"', 'name: "conv_renamed"')
+    extra = TWO + ('layer { name: "more" type: "InnerProduct" bottom: "f" top: "m" '
+                   'inner_product_param { num_output: 2 weight_filler { type: "xavier" } } }')
+    base = fill_net(net(TWO), seed=1)
+    for other in (fill_net(net(reordered), seed=1), fill_net(net(extra), seed=1)):
+        assert all(np.array_equal(a, b) for a, b in zip(base["fc"], other["fc"]))
+
+
+def test_philox_threads_never_change_values():
+    one = fill_net(net(TWO), seed=2, threads=1)
+    four = fill_net(net(TWO), seed=2, threads=4)
+    assert all(np.array_equal(one[k][i], four[k][i]) for k in one for i in range(len(one[k])))
+
+
+def test_result_is_ordered_like_the_net():
+    assert list(fill_net(net(TWO))) == ["conv", "fc"]
+
+
+def test_errors():
+    with pytest.raises(ValueError, match="rng must be"):
+        fill_net(net(TWO), rng="mt")
+    with pytest.raises(TypeError, match="float32 or float64"):
+        fill_net(net(TWO), dtype=np.int32)
+    with pytest.raises(ValueError, match="threads"):
+        fill_net(net(TWO), rng="caffe", threads=2)
+    with pytest.raises(ValueError):
+        fill_net(net(TWO), rng="caffe", seed=2**32)
+    with pytest.raises(ShapeError):
+        fill_net(net('layer { name: "m" type: "Mystery" top: "x" }'))
+    bad = TWO.replace('type: "xavier"', 'type: "nonsense"')
+    with pytest.raises(ValueError, match="layer 'conv'.*nonsense"):
+        fill_net(net(bad))
+
+
+def test_repeated_layer_names_get_unique_keys():
+    twice = TWO + TWO.split("\n", 2)[2].replace('bottom: "x"', 'bottom: "f"').replace('bottom: "c"', 'bottom: "c2"') \
+        .replace('top: "c"', 'top: "c2"').replace('top: "f"', 'top: "f2"')
+    params = fill_net(net(twice), seed=4)
+    assert list(params) == ["conv", "fc", "conv#2", "fc#2"]
+    assert params["conv#2"][0].shape == (4, 5)  # a convolution over (2, 5): no spatial axes
+    assert not np.array_equal(params["fc"][1], params["fc#2"][1])
