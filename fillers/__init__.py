@@ -13,11 +13,14 @@ The public API:
 - :func:`infer_shapes` lists every learnable blob of a net with its shape and filler, as Caffe's ``Net::Init``
   would set it up (:class:`LayerBlobs`, :class:`BlobSpec`; :class:`ShapeError` when a shape cannot be known);
   :func:`fill_net` fills them all, from Philox streams keyed by layer name or bit-identically to Caffe.
+- :func:`save` and :func:`load` write and read filled parameters: ``.caffemodel``, ``.h5``, ``.npz``,
+  ``.safetensors`` (atomic writes).
 """
 from fillers._caffe import CaffeRNG
 from fillers._fill import default_threads, fill, philox_raw
 from fillers._params import FILLER_TYPES
 from fillers.caffe_pb2 import FillerParameter, NetParameter
+from fillers.io import load, save
 from fillers.net import fill_net, philox_stream
 from fillers.prototxt import PrototxtError, load_net, load_solver
 from fillers.shapes import BlobSpec, FillStep, LayerBlobs, ShapeError, infer_shapes
@@ -33,6 +36,7 @@ __all__ = [
     "FillerParameter",
     "FillStep",
     "infer_shapes",
+    "load",
     "LayerBlobs",
     "load_net",
     "load_solver",
@@ -40,6 +44,7 @@ __all__ = [
     "philox_raw",
     "philox_stream",
     "PrototxtError",
+    "save",
     "ShapeError",
     "upgrade_net",
 ]
