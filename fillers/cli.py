@@ -10,10 +10,11 @@ import json
 import math
 import sys
 import time
+import warnings
 from typing import Sequence
 
 import numpy as np
-from google.protobuf import json_format, text_format
+from google.protobuf import json_format
 
 #: Output suffixes that get the binary NetParameter encoding from ``fillers upgrade``.
 BINARY_SUFFIXES = (".caffemodel", ".binaryproto")
@@ -84,6 +85,8 @@ def build_parser() -> argparse.ArgumentParser:
     upgrade.add_argument("input", metavar="IN", help="net definition in any Caffe format")
     upgrade.add_argument("-o", "--output", metavar="OUT",
                          help="output file (default stdout); binary for .caffemodel/.binaryproto")
+    upgrade.add_argument("--strict", action="store_true",
+                         help="unknown fields or enum values are errors instead of warnings")
     return parser
 
 
@@ -149,27 +152,34 @@ def _fill(args: argparse.Namespace) -> int:
 def _upgrade(args: argparse.Namespace) -> int:
     from fillers import load_net
     from fillers.io import atomic_write
+    from fillers.prototxt import to_text
 
-    net = load_net(args.input)
+    net = load_net(args.input, strict=args.strict)
     if args.output is None:
-        sys.stdout.write(text_format.MessageToString(net))
+        sys.stdout.write(to_text(net))
     elif args.output.lower().endswith(BINARY_SUFFIXES):
         with atomic_write(args.output, "wb") as handle:
             handle.write(net.SerializeToString())
     else:
         with atomic_write(args.output, "w") as handle:
-            handle.write(text_format.MessageToString(net))
+            handle.write(to_text(net))
     return 0
 
 
 COMMANDS = {"fill": _fill, "inspect": _inspect, "upgrade": _upgrade}
 
 
+def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    print(f"fillers: warning: {message}", file=sys.stderr)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``fillers`` command line; returns the exit code."""
     args = build_parser().parse_args(argv)
     try:
-        return COMMANDS[args.command](args)
+        with warnings.catch_warnings():
+            warnings.showwarning = _one_line_warning
+            return COMMANDS[args.command](args)
     except KeyboardInterrupt:
         print("fillers: interrupted", file=sys.stderr)
         return 130

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Union
 
+import numpy as np
 from google.protobuf import text_format
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from google.protobuf.message import DecodeError, Message
@@ -38,6 +39,7 @@ __all__ = [
     "load_solver",
     "load_solver_net",
     "parse_text",
+    "to_text",
 ]
 
 Source = Union[str, bytes, bytearray, memoryview, os.PathLike]
@@ -562,6 +564,48 @@ def _load(source: Source, message_type: type[Message], strict: bool
 # --------------------------------------------------------------------------
 # Public API
 # --------------------------------------------------------------------------
+
+def _float_field_names() -> frozenset[str]:
+    """Names that are float fields somewhere in the schema and never double fields."""
+    floats: set[str] = set()
+    doubles: set[str] = set()
+
+    def walk(desc: Descriptor) -> None:
+        for fd in desc.fields:
+            if fd.type == FieldDescriptor.TYPE_FLOAT:
+                floats.add(fd.name)
+            elif fd.type == FieldDescriptor.TYPE_DOUBLE:
+                doubles.add(fd.name)
+        for nested in desc.nested_types:
+            walk(nested)
+
+    for desc in caffe_pb2.DESCRIPTOR.message_types_by_name.values():
+        walk(desc)
+    return frozenset(floats - doubles)
+
+
+_FLOAT_FIELDS = _float_field_names()
+_FLOAT_LINE = re.compile(r"^(\s*(\w+): )(\S*[.eE]\S*)$", re.MULTILINE)
+
+
+def _caffe_float(match: re.Match) -> str:
+    """Print a float value as protobuf's C++ printer does (6, else 9 significant digits)."""
+    prefix, name, value = match.groups()
+    if name not in _FLOAT_FIELDS or value in ("inf", "-inf", "nan"):
+        return match.group(0)
+    x = np.float32(value)
+    short = f"{x:.6g}"
+    return prefix + (short if np.float32(short) == x else f"{x:.9g}")
+
+
+def to_text(message: Message) -> str:
+    """Prototxt text of ``message``, byte for byte as Caffe (C++ protobuf) prints it.
+
+    ``text_format.MessageToString`` prints float fields by their shortest
+    representation (``1.0``, ``0.0039215684``); Caffe prints ``%.6g`` when that
+    reads back to the same float, else ``%.9g`` (``1``, ``0.00392156839``).
+    """
+    return _FLOAT_LINE.sub(_caffe_float, text_format.MessageToString(message))
 
 
 def load_net(source: Source, *, strict: bool = False) -> caffe_pb2.NetParameter:
