@@ -1,4 +1,5 @@
 """Shared fixtures: the ../shared data (real Caffe outputs and the prototxt corpus)."""
+import csv
 import os
 from pathlib import Path
 
@@ -13,3 +14,28 @@ def shared_dir() -> Path:
     if not (SHARED / "caffe_vectors").is_dir():
         pytest.skip(f"shared data not found at {SHARED} (set FILLERS_SHARED to its path)")
     return SHARED
+
+
+def corpus_rows() -> list[dict]:
+    """Rows of ../shared/corpus/MANIFEST.tsv (empty when the corpus is absent)."""
+    manifest = SHARED / "corpus" / "MANIFEST.tsv"
+    if not manifest.is_file():
+        return []
+    with open(manifest, newline="", encoding="utf-8") as fh:
+        return list(csv.DictReader(fh, delimiter="\t"))
+
+
+CORPUS_FIXTURES = {"corpus_net": {"v0", "v1", "v2", "mixed"}, "corpus_solver": {"solver"}}
+
+
+def pytest_generate_tests(metafunc):
+    """Parametrize ``corpus_net`` / ``corpus_solver`` (paths) over the shared corpus."""
+    for name, formats in CORPUS_FIXTURES.items():
+        if name not in metafunc.fixturenames:
+            continue
+        params = [pytest.param(SHARED / "corpus" / row["file"], id=Path(row["file"]).name)
+                  for row in corpus_rows() if row["format"] in formats]
+        if not params:
+            params = [pytest.param(None, marks=pytest.mark.skip(
+                reason=f"prototxt corpus not found at {SHARED / 'corpus'} (set FILLERS_SHARED)"))]
+        metafunc.parametrize(name, params)
