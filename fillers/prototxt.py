@@ -155,6 +155,10 @@ def _looks_binary(data: bytes) -> bool:
 # --------------------------------------------------------------------------
 
 _NAME = re.compile(r"^\w+$")
+_V1_DESC = caffe_pb2.V1LayerParameter.DESCRIPTOR
+_V1_TYPE = _V1_DESC.fields_by_name["type"]
+_V2_FIELDS = frozenset(f.name for f in caffe_pb2.LayerParameter.DESCRIPTOR.fields
+                       if f.message_type is not None and f.name.endswith("_param"))
 _ENUM = FieldDescriptor.TYPE_ENUM
 _MESSAGE = FieldDescriptor.CPPTYPE_MESSAGE
 
@@ -187,6 +191,11 @@ class _Scan:
     top_order: list[tuple[str, tuple[int, int]]] = field(default_factory=list)
     # (line, column) spans of V1 `layers` keywords whose block has a string type.
     v2_style_layers: list[tuple[int, int]] = field(default_factory=list)
+    # Per top-level V1 layer (index in NetParameter.layers): a fork enum type
+    # name, and the spans of fork fields that current-format layers know.
+    v1_types: dict[int, str] = field(default_factory=dict)
+    v1_fields: dict[int, list[tuple[tuple[int, int], tuple[int, int]]]] = field(
+        default_factory=dict)
 
 
 class _Scanner:
@@ -198,6 +207,8 @@ class _Scanner:
         self.desc = desc
         self.scan = _Scan()
         self.end = (0, 0)
+        self.v1_count = 0  # top-level V1 `layers` blocks seen
+        self.v1_index: int | None = None  # the one being read
 
     # token helpers -------------------------------------------------------
     def here(self) -> tuple[int, int]:
@@ -251,16 +262,22 @@ class _Scanner:
             raise _Stop
         name = self.take()
         fd = desc.fields_by_name.get(name)
-        if fd is None:
+        in_v1 = self.v1_index is not None and desc is _V1_DESC
+        if fd is None and in_v1 and name in _V2_FIELDS:
             self.skip_contents()
-            self.issue(f'unknown field "{name}" in {desc.full_name}', start)
+            self.scan.v1_fields.setdefault(self.v1_index, []).append((start, self.end))
+            self.issue(f'V1 layer field "{name}" is a fork extension (moved to the upgraded '
+                       'layer)', start)
+        elif fd is None:
+            self.skip_contents()
+            self.issue(f'unknown field "{name}" in {desc.full_name} (skipped)', start)
         else:
             if top and desc is caffe_pb2.NetParameter.DESCRIPTOR and name in ("layer", "layers"):
                 self.scan.top_order.append((name, start))
             if not fd.is_repeated:
                 if name in seen:
-                    self.issue(f'field "{name}" given more than once in {desc.full_name}',
-                               start, blank=False)
+                    self.issue(f'field "{name}" given more than once in {desc.full_name} '
+                               "(the last one counts)", start, blank=False)
                 seen.add(name)
             if fd.cpp_type == _MESSAGE:
                 self.message_value(fd, start)
@@ -297,8 +314,15 @@ class _Scanner:
         if self.v1_block_has_string_type():
             self.scan.v2_style_layers.append(start)
             self.message(caffe_pb2.LayerParameter.DESCRIPTOR, close)
-        else:
-            self.message(caffe_pb2.V1LayerParameter.DESCRIPTOR, close)
+            return
+        top_level = self.scan.top_order and self.scan.top_order[-1][1] == start
+        if top_level:
+            self.v1_index = self.v1_count
+            self.v1_count += 1
+        try:
+            self.message(_V1_DESC, close)
+        finally:
+            self.v1_index = None
 
     def v1_block_has_string_type(self) -> bool:
         """Look ahead to the end of the block: is its own `type:` a quoted string?"""
@@ -334,10 +358,16 @@ class _Scanner:
                     self.expect(",")
         else:
             self.value(fd, bad)
-        if bad:
+        if not bad:
+            return
+        if fd is _V1_TYPE and self.v1_index is not None and _NAME.match(bad[0]) \
+                and not bad[0][0].isdigit():
+            self.scan.v1_types[self.v1_index] = bad[0]
+            self.issue(f"V1 layer type {bad[0]} is not a BVLC type (kept for the upgrade)", start)
+        else:
             enum = fd.enum_type.full_name
-            self.issue(f'unknown value {", ".join(bad)} of enum {enum} for field "{fd.name}"',
-                       start)
+            self.issue(f'unknown value {", ".join(bad)} of enum {enum} for field "{fd.name}" '
+                       "(skipped)", start)
 
     def value(self, fd: FieldDescriptor, bad: list[str]) -> None:
         token = self.tok.token
@@ -434,7 +464,12 @@ class ParsedText:
     """What :func:`parse_text` returns: the message and facts about its text."""
 
     message: Message
-    top_order: list[str]
+    #: Top-level ``layer`` / ``layers`` entries of a NetParameter, in text order.
+    top_order: list[str] = field(default_factory=list)
+    #: Fork enum type names of V1 layers, by index in ``NetParameter.layers``.
+    v1_types: dict[int, str] = field(default_factory=dict)
+    #: Fork ``*_param`` fields of V1 layers, as LayerParameter fragments, by index.
+    v1_fields: dict[int, list[Message]] = field(default_factory=dict)
 
 
 def _error_from_parse(e: text_format.ParseError, name: str, lines: list[str]) -> PrototxtError:
@@ -503,7 +538,7 @@ def parse_text(text: str, message_type: type[Message], *, strict: bool = False,
         ln, col = iss.start
         if strict:
             raise PrototxtError(iss.reason, filename, ln + 1, col + 1, original[ln])
-        warnings.warn(f"{filename}:{ln + 1}:{col + 1}: {iss.reason} (skipped)",
+        warnings.warn(f"{filename}:{ln + 1}:{col + 1}: {iss.reason}",
                       PrototxtWarning, stacklevel=3)
         if iss.end != iss.start:
             _blank(lines, iss.start, iss.end)
@@ -515,7 +550,21 @@ def parse_text(text: str, message_type: type[Message], *, strict: bool = False,
             text_format.Merge("\n".join(lines), msg)
     except text_format.ParseError as e:
         raise _error_from_parse(e, filename, original) from None
-    return ParsedText(msg, top_order)
+    v1_fields = {i: [_fragment(original, span, filename) for span in spans]
+                 for i, spans in scan.v1_fields.items()}
+    return ParsedText(msg, top_order, scan.v1_types, v1_fields)
+
+
+def _fragment(lines: list[str], span: tuple[tuple[int, int], tuple[int, int]],
+              filename: str) -> Message:
+    """Parse one field of the text as a LayerParameter, keeping its line/column."""
+    (l0, c0), (l1, c1) = span
+    if l0 == l1:
+        body = lines[l0][c0:c1]
+    else:
+        body = "\n".join([lines[l0][c0:], *lines[l0 + 1:l1], lines[l1][:c1]])
+    text = "\n" * l0 + " " * c0 + body
+    return parse_text(text, caffe_pb2.LayerParameter, filename=filename).message
 
 
 def _unknown_binary_fields(msg: Message, path: str) -> list[str]:
@@ -550,15 +599,14 @@ def _parse_binary(data: bytes, message_type: type[Message], name: str,
 
 
 def _load(source: Source, message_type: type[Message], strict: bool
-          ) -> tuple[Message, list[str], _Input]:
+          ) -> tuple[ParsedText, _Input]:
     inp = _read_source(source)
     data = inp.data
     if isinstance(data, bytes):
         if inp.binary_hint or _looks_binary(data):
-            return _parse_binary(data, message_type, inp.name, strict), [], inp
+            return ParsedText(_parse_binary(data, message_type, inp.name, strict)), inp
         data = data.decode("utf-8")
-    parsed = parse_text(data, message_type, strict=strict, filename=inp.name)
-    return parsed.message, parsed.top_order, inp
+    return parse_text(data, message_type, strict=strict, filename=inp.name), inp
 
 
 # --------------------------------------------------------------------------
@@ -645,8 +693,8 @@ def load_net(source: Source, *, strict: bool = False) -> caffe_pb2.NetParameter:
     """
     from .upgrade import upgrade_net_ordered
 
-    net, top_order, inp = _load(source, caffe_pb2.NetParameter, strict)
-    return upgrade_net_ordered(net, top_order, strict=strict, filename=inp.name)
+    parsed, inp = _load(source, caffe_pb2.NetParameter, strict)
+    return upgrade_net_ordered(parsed, strict=strict, filename=inp.name)
 
 
 def load_solver(source: Source, *, strict: bool = False) -> caffe_pb2.SolverParameter:
@@ -677,7 +725,8 @@ def load_solver(source: Source, *, strict: bool = False) -> caffe_pb2.SolverPara
     """
     from .upgrade import upgrade_net, upgrade_solver
 
-    solver, _, inp = _load(source, caffe_pb2.SolverParameter, strict)
+    parsed, inp = _load(source, caffe_pb2.SolverParameter, strict)
+    solver = parsed.message
     try:
         solver = upgrade_solver(solver)
     except ValueError as e:

@@ -30,8 +30,10 @@ from __future__ import annotations
 
 import warnings
 
+import re
+
 from . import caffe_pb2
-from .prototxt import PrototxtError, PrototxtWarning
+from .prototxt import ParsedText, PrototxtError, PrototxtWarning
 
 __all__ = ["net_needs_upgrade", "upgrade_net", "upgrade_solver", "V1_TYPE_NAMES"]
 
@@ -71,6 +73,22 @@ V1_TYPE_NAMES = {
     "SLICE": "Slice", "TANH": "TanH", "WINDOW_DATA": "WindowData",
     "THRESHOLD": "Threshold",
 }
+
+#: Current type names for V1 enum types that only forks had (DeepLab v1, Fast
+#: R-CNN); any other unknown V1 name becomes CamelCase (SOME_LAYER -> SomeLayer).
+FORK_V1_TYPE_NAMES = {
+    "IMAGE_SEG_DATA": "ImageSegData", "INTERP": "Interp", "SEG_ACCURACY": "SegAccuracy",
+    "MAT_READ": "MatRead", "MAT_WRITE": "MatWrite", "PADDING": "Padding",
+    "ROI_POOLING": "ROIPooling", "SMOOTH_L1_LOSS": "SmoothL1Loss",
+}
+
+
+def fork_v1_type_name(enum_name: str) -> str:
+    """Current-format type string for a V1 enum name that BVLC does not have."""
+    if enum_name in FORK_V1_TYPE_NAMES:
+        return FORK_V1_TYPE_NAMES[enum_name]
+    return "".join(part.capitalize() for part in re.split(r"_+", enum_name) if part)
+
 
 #: Solver ``solver_type`` enum name -> ``type`` string (Caffe's UpgradeSolverType).
 SOLVER_TYPE_NAMES = {"SGD": "SGD", "NESTEROV": "Nesterov", "ADAGRAD": "AdaGrad",
@@ -304,7 +322,8 @@ _LAYER_FIELDS = caffe_pb2.LayerParameter.DESCRIPTOR.fields_by_name
 
 
 def _v1_layer(v1: caffe_pb2.V1LayerParameter, kept_type: str | None,
-              report: _Report) -> caffe_pb2.LayerParameter:
+              fork_fields: list[caffe_pb2.LayerParameter], report: _Report
+              ) -> caffe_pb2.LayerParameter:
     out = caffe_pb2.LayerParameter()
     out.bottom.extend(v1.bottom)
     out.top.extend(v1.top)
@@ -336,14 +355,18 @@ def _v1_layer(v1: caffe_pb2.V1LayerParameter, kept_type: str | None,
     for fd, value in v1.ListFields():
         if fd.name.endswith("_param") and fd.name in _LAYER_FIELDS:
             getattr(out, fd.name).CopyFrom(value)
+    for fragment in fork_fields:
+        out.MergeFrom(fragment)
     if v1.HasField("layer"):
         report(f'layer "{v1.name}": V0 layer inside a V1 layer ignored')
     return out
 
 
 def _v1_to_v2(net: caffe_pb2.NetParameter, kept: dict[int, str],
+              fork_fields: dict[int, list[caffe_pb2.LayerParameter]],
               top_order: list[str] | None, report: _Report) -> caffe_pb2.NetParameter:
-    upgraded = [_v1_layer(v1, kept.get(i), report) for i, v1 in enumerate(net.layers)]
+    upgraded = [_v1_layer(v1, kept.get(i), fork_fields.get(i, []), report)
+                for i, v1 in enumerate(net.layers)]
     current = list(net.layer)
     out = caffe_pb2.NetParameter()
     out.CopyFrom(net)
@@ -407,25 +430,30 @@ def _batch_norm(net: caffe_pb2.NetParameter) -> None:
 # --------------------------------------------------------------------------
 
 
-def upgrade_net_ordered(net: caffe_pb2.NetParameter, top_order: list[str] | None, *,
-                        strict: bool = False, filename: str = "<net>"
-                        ) -> caffe_pb2.NetParameter:
-    """:func:`upgrade_net`, knowing the text order of ``layer``/``layers`` entries.
+def upgrade_net_ordered(parsed: ParsedText, *, strict: bool = False,
+                        filename: str = "<net>") -> caffe_pb2.NetParameter:
+    """:func:`upgrade_net` with what the loader saw in the text.
 
-    Used by the loader so that a net mixing both keeps its file order.
+    ``parsed`` carries the text order of ``layer``/``layers`` entries (a net
+    mixing both keeps it) and the fork types and fork fields of V1 layers that
+    the schema cannot hold (they become the type and fields of the upgraded
+    layer).
     """
     report = _Report(strict, filename)
     out = caffe_pb2.NetParameter()
-    out.CopyFrom(net)
-    kept: dict[int, str] = {}
+    out.CopyFrom(parsed.message)
+    top_order: list[str] | None = parsed.top_order or None
+    kept = {i: fork_v1_type_name(name) for i, name in parsed.v1_types.items()}
+    fork_fields = parsed.v1_fields
     if _needs_v0(out):
         if len(out.layer):
             top_order = None
         out, kept = _v0_to_v1(out, report)
+        fork_fields = {}
     if _needs_data(out):
         _data_transformation(out)
     if len(out.layers):
-        out = _v1_to_v2(out, kept, top_order, report)
+        out = _v1_to_v2(out, kept, fork_fields, top_order, report)
     if len(out.input):
         _input_fields(out, report)
     if _needs_batch_norm(out):
@@ -460,7 +488,7 @@ def upgrade_net(net: caffe_pb2.NetParameter, *, strict: bool = False
     A net with both ``layer`` and ``layers`` entries (lenient mode) gets the
     upgraded ``layers`` first; :func:`fillers.load_net` keeps the file order.
     """
-    return upgrade_net_ordered(net, None, strict=strict)
+    return upgrade_net_ordered(ParsedText(net), strict=strict)
 
 
 def upgrade_solver(solver: caffe_pb2.SolverParameter) -> caffe_pb2.SolverParameter:

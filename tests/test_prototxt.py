@@ -225,7 +225,7 @@ def test_template_placeholder():
 # --------------------------------------------------------------------------
 
 UNKNOWN_FIELD = 'layer {\n  name: "p"\n  ceil_mode_param { x: [1, 2] y { z: "a{b" } }\n  top: "p"\n}'
-UNKNOWN_ENUM = 'layers {\n  name: "r"\n  type: ROI_MAGIC\n  top: "r"\n}'
+UNKNOWN_ENUM = 'layer {\n  name: "r"\n  pooling_param { pool: MEDIAN }\n  top: "r"\n}'
 
 
 def test_unknown_field_lenient_warns_once_and_keeps_the_rest():
@@ -244,9 +244,46 @@ def test_unknown_field_strict_fails():
 def test_unknown_enum_value_lenient_and_strict():
     net, messages = load_quiet(UNKNOWN_ENUM)
     assert net.layer[0].name == "r" and list(net.layer[0].top) == ["r"]
-    assert len(messages) == 1 and "ROI_MAGIC" in messages[0] and messages[0].startswith("<string>:3")
-    with pytest.raises(PrototxtError, match="ROI_MAGIC"):
+    assert net.layer[0].HasField("pooling_param") and not net.layer[0].pooling_param.HasField("pool")
+    assert messages == ['<string>:3:19: unknown value MEDIAN of enum '
+                        'caffe.PoolingParameter.PoolMethod for field "pool" (skipped)']
+    with pytest.raises(PrototxtError, match="MEDIAN") as err:
         load_net(UNKNOWN_ENUM, strict=True)
+    assert (err.value.line, err.value.column) == (3, 19)
+
+
+FORK_V1 = """layers {
+  name: "roi"
+  type: ROI_POOLING
+  bottom: "conv5"
+  roi_pooling_param { pooled_w: 6 pooled_h: 5 }
+  strange_param { x: 1 }
+}
+layers { name: "x" type: SOME_NEW_LAYER }
+"""
+
+
+def test_v1_fork_types_and_fork_fields_survive_the_upgrade():
+    net, messages = load_quiet(FORK_V1)
+    roi, other = net.layer
+    assert (roi.type, roi.roi_pooling_param.pooled_w, roi.roi_pooling_param.pooled_h) == (
+        "ROIPooling", 6, 5)
+    assert other.type == "SomeNewLayer"
+    assert messages == [
+        "<string>:3:3: V1 layer type ROI_POOLING is not a BVLC type (kept for the upgrade)",
+        '<string>:5:3: V1 layer field "roi_pooling_param" is a fork extension (moved to the '
+        "upgraded layer)",
+        '<string>:6:3: unknown field "strange_param" in caffe.V1LayerParameter (skipped)',
+        "<string>:8:20: V1 layer type SOME_NEW_LAYER is not a BVLC type (kept for the upgrade)",
+    ]
+    with pytest.raises(PrototxtError, match="ROI_POOLING"):
+        load_net(FORK_V1, strict=True)
+
+
+def test_errors_inside_a_moved_fork_field_keep_their_position():
+    with pytest.raises(PrototxtError) as err:
+        load_quiet("layers {\n  type: ROI_POOLING\n  roi_pooling_param {\n    pooled_w: x\n  }\n}")
+    assert (err.value.line, err.value.column) == (4, 15)
 
 
 def test_numeric_enum_values_are_accepted():
