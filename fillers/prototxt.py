@@ -113,7 +113,7 @@ _FIELD_START = re.compile(r"^\s*(#|[A-Za-z_]\w*\s*[:{<])")
 class _Input:
     name: str  # file name for messages
     data: Union[str, bytes]
-    path: Path | None = None
+    path: Path | None = None  # for files
     binary_hint: bool = False
 
 
@@ -723,17 +723,20 @@ def load_solver(source: Source, *, strict: bool = False) -> caffe_pb2.SolverPara
     OSError
         If the file cannot be read.
     """
+    return _load_solver(source, strict)[0]
+
+
+def _load_solver(source: Source, strict: bool) -> tuple[caffe_pb2.SolverParameter, _Input]:
     from .upgrade import upgrade_net, upgrade_solver
 
     parsed, inp = _load(source, caffe_pb2.SolverParameter, strict)
-    solver = parsed.message
     try:
-        solver = upgrade_solver(solver)
+        solver = upgrade_solver(parsed.message)
     except ValueError as e:
         raise PrototxtError(str(e), inp.name) from None
     for net in _embedded_nets(solver):
         net.CopyFrom(upgrade_net(net, strict=strict))
-    return solver
+    return solver, inp
 
 
 def _embedded_nets(solver: caffe_pb2.SolverParameter) -> list[caffe_pb2.NetParameter]:
@@ -772,29 +775,25 @@ def load_solver_net(source: Source, *, strict: bool = False) -> caffe_pb2.NetPar
     OSError
         If the named net file cannot be read (the message has the path tried).
     """
-    solver = load_solver(source, strict=strict)
-    inp_name = source if isinstance(source, (str, os.PathLike)) else None
+    solver, inp = _load_solver(source, strict)
     given = [f for f in ("train_net_param", "train_net", "net_param", "net")
              if solver.HasField(f)]
     if len(given) != 1:
         what = "no net" if not given else "more than one net (" + ", ".join(given) + ")"
-        name = os.fspath(inp_name) if inp_name is not None and not (
-            isinstance(inp_name, str) and _is_inline_text(inp_name)) else "<string>"
         raise PrototxtError(f"solver names {what}; Caffe needs exactly one of "
-                            "train_net_param, train_net, net_param, net", name)
+                            "train_net_param, train_net, net_param, net", inp.name)
     which = given[0]
     if which.endswith("_param"):
         return getattr(solver, which)
-    return load_net(_resolve_net_path(getattr(solver, which), inp_name), strict=strict)
+    return load_net(_resolve_net_path(getattr(solver, which), inp.path), strict=strict)
 
 
-def _resolve_net_path(net: str, solver_source: Source | None) -> Path:
+def _resolve_net_path(net: str, solver_path: Path | None) -> Path:
+    """``net`` beside the solver file if it is there (or nowhere), else as given."""
     path = Path(net)
-    if path.is_absolute() or solver_source is None:
+    if path.is_absolute() or solver_path is None:
         return path
-    if isinstance(solver_source, str) and _is_inline_text(solver_source):
-        return path
-    beside = Path(os.fspath(solver_source)).parent / path
+    beside = solver_path.parent / path
     if beside.exists() or not path.exists():
         return beside
     return path
