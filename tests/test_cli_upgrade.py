@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-import fillers.cli
+import fillers.prototxt
 from fillers import load_net
 from fillers.cli import main
 from fillers.prototxt import to_text
@@ -60,18 +60,15 @@ def test_errors_are_one_line(tmp_path, capsys):
 
 def test_debug_shows_the_exception(tmp_path):
     with pytest.raises(FileNotFoundError):
-        main(["upgrade", str(tmp_path / "missing.prototxt"), "--debug"])
-    with pytest.raises(FileNotFoundError):
         main(["--debug", "upgrade", str(tmp_path / "missing.prototxt")])
 
 
-def test_usage_errors_exit_2(capsys):
-    assert main([]) == 2
-    assert main(["upgrade"]) == 2
-    assert main(["upgrade", str(V1), "--no-such-option"]) == 2
-    assert main(["frobnicate"]) == 2
-    assert "usage:" in capsys.readouterr().err
-    assert main(["--help"]) == 0
+@pytest.mark.parametrize("argv", [[], ["upgrade"], ["upgrade", str(V1), "--no-such-option"],
+                                  ["frobnicate"]])
+def test_usage_errors_exit_2(argv, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(argv)
+    assert exit_.value.code == 2 and "usage:" in capsys.readouterr().err
 
 
 def test_failed_write_leaves_nothing_behind(tmp_path, monkeypatch, capsys):
@@ -81,11 +78,11 @@ def test_failed_write_leaves_nothing_behind(tmp_path, monkeypatch, capsys):
     def interrupted(net):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(fillers.cli, "to_text", interrupted)
-    assert main(["upgrade", str(V1), "-o", str(out)]) == 1
+    monkeypatch.setattr(fillers.prototxt, "to_text", interrupted)
+    assert main(["upgrade", str(V1), "-o", str(out)]) == 130
     assert out.read_text() == "old contents"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["net.prototxt"]
-    assert capsys.readouterr().err == "fillers: error: interrupted\n"
+    assert capsys.readouterr().err == "fillers: interrupted\n"
 
 
 def test_as_a_process(tmp_path):

@@ -84,7 +84,7 @@ def test_v2_example_input_and_batchnorm():
     assert by_name(net)["conv"].param[0].lr_mult == 1  # other layers untouched
 
 
-@pytest.mark.parametrize("name", sorted(p.name for p in EXAMPLES.glob("*.prototxt")))
+@pytest.mark.parametrize("name", sorted(REFERENCE["examples"]))
 def test_examples_match_caffe(name):
     """Caffe's own upgrade (reference.json, see make_reference.py) for our examples."""
     expected = REFERENCE["examples"][name]

@@ -1,7 +1,7 @@
 """Regenerate reference.json: what Caffe's own upgrade makes of each net file.
 
 For every net file of the shared corpus (../shared/corpus/MANIFEST.tsv, formats
-v0, v1, v2, mixed) and every examples/*.prototxt, run the reference tool built by
+v0, v1, v2, mixed) and our examples/tiny_v*.prototxt, run the reference tool built by
 build_reference_tool.sh and record the sha256 of its text output and of the
 deterministic binary serialization of that output (the message itself), or the
 tool's exit code when Caffe rejects the file. Only these hashes are committed.
@@ -50,7 +50,7 @@ def main() -> None:
                 name = Path(row["file"]).name
                 entry = {"format": row["format"], **reference(tool, shared / "corpus" / row["file"])}
                 result["corpus"][name] = entry
-    for path in sorted((ROOT / "examples").glob("*.prototxt")):
+    for path in sorted((ROOT / "examples").glob("tiny_v*.prototxt")):
         result["examples"][path.name] = reference(tool, path)
     (HERE / "reference.json").write_text(json.dumps(result, indent=1, sort_keys=True) + "\n")
 
