@@ -10,6 +10,11 @@ was -- and reported with one :class:`PrototxtWarning`; with ``strict=True`` the
 first one is a :class:`PrototxtError`. The cleaned text is then parsed once, so
 the whole load is linear in the size of the file.
 
+Two fork habits are repaired rather than dropped: a V1 ``layers`` block whose
+``type`` is a string is read as a current ``layer`` block, and a V1 layer with a
+fork's enum type (``ROI_POOLING``) keeps it (as ``"ROIPooling"``) together with
+the fork's ``*_param`` fields that current layers know (``roi_pooling_param``).
+
 Every net comes back in the current format: :func:`load_net` runs
 :func:`fillers.upgrade.upgrade_net` (Caffe's ``UpgradeNetAsNeeded``).
 """
@@ -177,6 +182,8 @@ class _Stop(Exception):
 
 
 class _Template(Exception):
+    """A ``${...}`` placeholder where a value or name should be."""
+
     def __init__(self, pos: tuple[int, int], token: str) -> None:
         super().__init__(token)
         self.pos = pos
