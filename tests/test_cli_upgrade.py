@@ -92,5 +92,6 @@ def test_as_a_process(tmp_path):
     bad = subprocess.run([sys.executable, "-m", "fillers.cli", "upgrade", "nope.prototxt"],
                          capture_output=True, text=True, cwd=tmp_path)
     assert bad.returncode == 1 and "Traceback" not in bad.stderr
-    usage = subprocess.run([sys.executable, "-m", "fillers.cli"], capture_output=True, text=True)
+    usage = subprocess.run([sys.executable, "-m", "fillers.cli"], capture_output=True, text=True,
+                           cwd=tmp_path)
     assert usage.returncode == 2
