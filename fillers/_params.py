@@ -142,6 +142,11 @@ def resolve(param: FillerParameter, shape: tuple[int, ...], dtype: np.dtype) -> 
     kind = param.type
     if kind not in FILLER_TYPES:
         raise ValueError(f"unknown filler type {kind!r}; valid types: {', '.join(FILLER_TYPES)}")
+    if param.scale != 1:  # field 9 of Intel's Caffe fork, which BVLC's fillers do not know
+        raise ValueError(
+            f"filler {kind!r}: scale={param.scale} (Intel Caffe's FillerParameter field 9) is not supported; "
+            "BVLC Caffe's fillers have no scale"
+        )
     if param.sparse < -1:
         raise ValueError(f"filler {kind!r}: sparse must be >= -1, got {param.sparse}")
     if kind != "gaussian" and param.sparse != -1:

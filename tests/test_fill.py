@@ -228,6 +228,7 @@ def test_sparse_gaussian_zeroes_are_signed_like_caffe():
         ("msra", (), "at least one axis"),
         ({"type": "uniform", "min": -3e38, "max": 3e38}, (3,), "overflows float32"),
         ({"bogus": 1}, (3,), "invalid filler"),
+        ({"type": "xavier", "scale": 2}, (3,), "scale=2.0 \\(Intel Caffe's FillerParameter field 9\\)"),
         ('type: "gaussian" std: ', (3,), "invalid FillerParameter text"),
         ({"type": "xavier", "variance_norm": "SIDEWAYS"}, (3,), "invalid filler"),
     ],
