@@ -66,26 +66,25 @@ def test_gaussian_tails():
         assert stats.binomtest(int(np.sum(np.abs(z) > k)), z.size, p).pvalue > P_MIN
 
 
+# A (256, 64, 3, 3) weight: fan_in = 64 * 9, fan_out = 256 * 9, and Caffe's n for each variance_norm.
+FAN_SHAPE = (256, 64, 3, 3)
+FAN_N = {"FAN_IN": 64 * 9, "FAN_OUT": 256 * 9, "AVERAGE": (64 * 9 + 256 * 9) / 2}
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("norm", ["FAN_IN", "FAN_OUT", "AVERAGE"])
+@pytest.mark.parametrize("norm", list(FAN_N))
 def test_xavier_is_uniform_with_caffe_scale(norm, dtype):
-    shape = (256, 64, 3, 3)
-    fan_in, fan_out = 64 * 9, 256 * 9
-    n = {"FAN_IN": fan_in, "FAN_OUT": fan_out, "AVERAGE": (fan_in + fan_out) / 2}[norm]
-    scale = math.sqrt(3 / n)
-    x = filled(shape, {"type": "xavier", "variance_norm": norm}, dtype, seed=505).ravel().astype(np.float64)
+    scale = math.sqrt(3 / FAN_N[norm])
+    x = filled(FAN_SHAPE, {"type": "xavier", "variance_norm": norm}, dtype, seed=505).ravel().astype(np.float64)
     assert np.abs(x).max() <= scale * (1 + 1e-6)
     assert stats.kstest(x, stats.uniform(-scale, 2 * scale).cdf).pvalue > P_MIN
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("norm", ["FAN_IN", "FAN_OUT", "AVERAGE"])
+@pytest.mark.parametrize("norm", list(FAN_N))
 def test_msra_is_normal_with_caffe_std(norm, dtype):
-    shape = (256, 64, 3, 3)
-    fan_in, fan_out = 64 * 9, 256 * 9
-    n = {"FAN_IN": fan_in, "FAN_OUT": fan_out, "AVERAGE": (fan_in + fan_out) / 2}[norm]
-    std = math.sqrt(2 / n)
-    x = filled(shape, {"type": "msra", "variance_norm": norm}, dtype, seed=606).ravel().astype(np.float64)
+    std = math.sqrt(2 / FAN_N[norm])
+    x = filled(FAN_SHAPE, {"type": "msra", "variance_norm": norm}, dtype, seed=606).ravel().astype(np.float64)
     assert stats.kstest(x / std, "norm").pvalue > P_MIN
 
 
