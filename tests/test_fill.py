@@ -295,3 +295,24 @@ def test_uniform_range_wider_than_the_dtype_needs_the_caffe_stream():
         filled(8, huge)
     blob = fillers.fill(np.empty(1000, np.float32), huge, rng=fillers.CaffeRNG(1))
     assert np.all(np.isfinite(blob)) and blob.min() < -1e38 and blob.max() > 1e38
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    fields=st.dictionaries(
+        st.sampled_from(["type", "value", "min", "max", "mean", "std", "sparse", "variance_norm", "bogus"]),
+        st.one_of(st.sampled_from(ALL_TYPES + ["Xavier", ""]), st.floats(), st.integers(-5, 2**40),
+                  st.sampled_from(["FAN_IN", "AVERAGE", "UP"]), st.none()),
+        max_size=5,
+    ),
+    shape=st.lists(st.integers(0, 6), max_size=5).map(tuple),
+    dtype=st.sampled_from(DTYPES),
+)
+def test_any_filler_dict_fills_or_fails_cleanly(fields, shape, dtype):
+    blob = np.full(shape, 42.0, dtype)
+    try:
+        fillers.fill(blob, fields, seed=1)
+    except (ValueError, TypeError):
+        assert np.all(blob == 42.0)  # nothing written
+    else:
+        assert np.all(np.isfinite(blob))
