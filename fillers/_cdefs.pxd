@@ -11,6 +11,13 @@ cdef extern from "src/philox.h" nogil:
 
 
 cdef extern from "src/philox_fill.h" nogil:
+    enum:
+        FL_SIMD_COUNT
+    const char *fl_simd_name(int path) noexcept
+    int fl_simd_supported(int path) noexcept
+    int fl_simd_best() noexcept
+    int fl_simd_set(int path) noexcept
+    int fl_simd_get() noexcept
     void fl_philox_raw(const fl_philox_key *key, uint64_t first, int64_t n, uint32_t *out) noexcept
     void fl_philox_uniform_f32(const fl_philox_key *key, int64_t first, int64_t n, float lo, float hi,
                                float *out) noexcept

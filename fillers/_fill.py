@@ -124,8 +124,7 @@ def _fill_philox(out: np.ndarray, plan: FillPlan, seed: int, stream: int, offset
         sparse_p = -1.0 if plan.sparse_p is None else plan.sparse_p
         _kernels.gaussian(out, seed, stream, offset, plan.a, plan.b, sparse_p, threads)
     else:  # unitball
-        _kernels.uniform(out, seed, stream, offset, 0.0, 1.0, threads)
-        _kernels.normalize_rows(out, plan.row_len, threads)
+        _kernels.unitball(out, seed, stream, offset, plan.row_len, threads)
 
 
 def _fill_contiguous(out: np.ndarray, plan: FillPlan, seed: int, stream: int, offset: int, threads: int,

@@ -5,75 +5,111 @@ Every function here takes a 1-D C-contiguous typed memoryview, splits it into fi
 ``CHUNK`` elements and hands each chunk to a C kernel inside ``prange`` with the GIL released.  Each
 element's value depends only on its flat index (``first`` + position), never on the split, so the thread
 count cannot change the result.  All checks happen in ``fillers._fill`` before these are called.
+
+The counter-based kernels exist in several dispatch paths (scalar, AVX2, AVX-512) that give identical
+bytes; the best one the CPU supports is used unless ``$FILLERS_SIMD`` names another (see
+:func:`set_simd_path`).
 """
+import os
+
 from cython.parallel cimport prange
 from libc.stdint cimport int64_t, uint32_t, uint64_t
 
 from fillers._cdefs cimport (
-    fl_bilinear_f32, fl_bilinear_f64, fl_constant_f32, fl_constant_f64, fl_normalize_rows_f32,
-    fl_normalize_rows_f64, fl_philox_gaussian_f32, fl_philox_gaussian_f64, fl_philox4x32_10, fl_philox_key, fl_philox_raw,
-    fl_philox_sparsify_f32, fl_philox_sparsify_f64, fl_philox_uniform_f32, fl_philox_uniform_f64,
+    FL_SIMD_COUNT, fl_bilinear_f32, fl_bilinear_f64, fl_constant_f32, fl_constant_f64, fl_normalize_rows_f32,
+    fl_normalize_rows_f64, fl_philox4x32_10, fl_philox_gaussian_f32, fl_philox_gaussian_f64, fl_philox_key,
+    fl_philox_raw, fl_philox_sparsify_f32, fl_philox_sparsify_f64, fl_philox_uniform_f32, fl_philox_uniform_f64,
+    fl_simd_best, fl_simd_get, fl_simd_name, fl_simd_set, fl_simd_supported,
 )
 
 ctypedef fused real:
     float
     double
 
-# Elements per work item: large enough to amortise scheduling, small enough to stay in L2.
-CHUNK = 1 << 16
+# Elements per work item: a static schedule over contiguous runs of these.  Small enough that the fused
+# passes of one chunk (gaussian then its sparse mask; positive_unitball's draw, row sums and division)
+# stay in L2, large enough that scheduling costs nothing next to a chunk's work (~20 us).
+CHUNK = 1 << 15
 cdef int64_t _CHUNK = CHUNK
+
+#: Environment variable that forces a dispatch path: ``scalar``, ``avx2``, ``avx512`` or ``auto``.
+SIMD_ENV = "FILLERS_SIMD"
 
 # What a chunked kernel does; one dispatch switch instead of one prange loop per kernel.
 cdef enum Op:
     OP_UNIFORM
     OP_GAUSSIAN
-    OP_SPARSIFY
     OP_CONSTANT
     OP_BILINEAR
+    OP_UNITBALL
 
 
-cdef inline void _run_chunk(Op op, const fl_philox_key *key, int64_t first, int64_t n, double a, double b,
-                            int64_t k, real *out) noexcept nogil:
+cdef struct Params:
+    fl_philox_key key
+    double a           # uniform: lo; gaussian: mean; constant: value
+    double b           # uniform: hi; gaussian: std
+    double sparse_p    # gaussian: keep probability, < 0 for a dense fill
+    int64_t k          # bilinear: kernel size; unitball: row length
+
+
+cdef inline void _run_chunk(Op op, const Params *p, int64_t first, int64_t n, real *out) noexcept nogil:
     if real is float:
         if op == OP_UNIFORM:
-            fl_philox_uniform_f32(key, first, n, <float>a, <float>b, out)
+            fl_philox_uniform_f32(&p.key, first, n, <float>p.a, <float>p.b, out)
         elif op == OP_GAUSSIAN:
-            fl_philox_gaussian_f32(key, first, n, <float>a, <float>b, out)
-        elif op == OP_SPARSIFY:
-            fl_philox_sparsify_f32(key, first, n, a, out)
+            fl_philox_gaussian_f32(&p.key, first, n, <float>p.a, <float>p.b, out)
+            if p.sparse_p >= 0:
+                fl_philox_sparsify_f32(&p.key, first, n, p.sparse_p, out)
+        elif op == OP_UNITBALL:
+            fl_philox_uniform_f32(&p.key, first, n, 0, 1, out)
+            fl_normalize_rows_f32(out, n // p.k, p.k)
         elif op == OP_CONSTANT:
-            fl_constant_f32(n, <float>a, out)
+            fl_constant_f32(n, <float>p.a, out)
         else:
-            fl_bilinear_f32(first, n, k, out)
+            fl_bilinear_f32(first, n, p.k, out)
     else:
         if op == OP_UNIFORM:
-            fl_philox_uniform_f64(key, first, n, a, b, out)
+            fl_philox_uniform_f64(&p.key, first, n, p.a, p.b, out)
         elif op == OP_GAUSSIAN:
-            fl_philox_gaussian_f64(key, first, n, a, b, out)
-        elif op == OP_SPARSIFY:
-            fl_philox_sparsify_f64(key, first, n, a, out)
+            fl_philox_gaussian_f64(&p.key, first, n, p.a, p.b, out)
+            if p.sparse_p >= 0:
+                fl_philox_sparsify_f64(&p.key, first, n, p.sparse_p, out)
+        elif op == OP_UNITBALL:
+            fl_philox_uniform_f64(&p.key, first, n, 0, 1, out)
+            fl_normalize_rows_f64(out, n // p.k, p.k)
         elif op == OP_CONSTANT:
-            fl_constant_f64(n, a, out)
+            fl_constant_f64(n, p.a, out)
         else:
-            fl_bilinear_f64(first, n, k, out)
+            fl_bilinear_f64(first, n, p.k, out)
 
 
-cdef void _run(Op op, real[::1] out, uint64_t seed, uint64_t stream, int64_t first, double a, double b,
-               int64_t k, int threads) noexcept nogil:
-    cdef fl_philox_key key
+cdef void _run(Op op, const Params *p, real[::1] out, int64_t first, int64_t chunk, int threads) noexcept nogil:
+    """``op`` over ``out`` in chunks of ``chunk`` elements (a multiple of the row length for unitball)."""
     cdef int64_t n = out.shape[0]
-    cdef int64_t chunks = (n + _CHUNK - 1) // _CHUNK
+    cdef int64_t chunks = (n + chunk - 1) // chunk
     cdef int64_t c, start
-    key.seed = seed
-    key.stream = stream
     if n == 0:
         return
     if chunks == 1 or threads <= 1:
-        _run_chunk(op, &key, first, n, a, b, k, &out[0])
+        for c in range(chunks):
+            start = c * chunk
+            _run_chunk(op, p, first + start, min(chunk, n - start), &out[start])
         return
-    for c in prange(chunks, schedule='static', num_threads=threads):
-        start = c * _CHUNK
-        _run_chunk(op, &key, first + start, min(_CHUNK, n - start), a, b, k, &out[start])
+    for c in prange(chunks, schedule='static', num_threads=min(threads, chunks)):
+        start = c * chunk
+        _run_chunk(op, p, first + start, min(chunk, n - start), &out[start])
+
+
+cdef inline Params _params(uint64_t seed, uint64_t stream, double a, double b, double sparse_p,
+                           int64_t k) noexcept nogil:
+    cdef Params p
+    p.key.seed = seed
+    p.key.stream = stream
+    p.a = a
+    p.b = b
+    p.sparse_p = sparse_p
+    p.k = k
+    return p
 
 
 def philox_raw(uint32_t[::1] out, uint64_t seed, uint64_t stream, uint64_t first):
@@ -99,42 +135,113 @@ def philox4x32_10(counter, key):
 
 def uniform(real[::1] out, uint64_t seed, uint64_t stream, int64_t first, double lo, double hi, int threads):
     """U[lo, hi] from the counter-based stream."""
+    cdef Params p = _params(seed, stream, lo, hi, -1, 0)
     with nogil:
-        _run(OP_UNIFORM, out, seed, stream, first, lo, hi, 0, threads)
+        _run(OP_UNIFORM, &p, out, first, _CHUNK, threads)
 
 
 def gaussian(real[::1] out, uint64_t seed, uint64_t stream, int64_t first, double mean, double std,
              double sparse_p, int threads):
     """N(mean, std) from the counter-based stream; when ``sparse_p >= 0`` each element is kept with
-    probability ``sparse_p`` (else multiplied by 0)."""
+    probability ``sparse_p`` (else multiplied by 0), chunk by chunk while the chunk is in cache."""
+    cdef Params p = _params(seed, stream, mean, std, sparse_p, 0)
     with nogil:
-        _run(OP_GAUSSIAN, out, seed, stream, first, mean, std, 0, threads)
-        if sparse_p >= 0:
-            _run(OP_SPARSIFY, out, seed, stream, first, sparse_p, 0, 0, threads)
+        _run(OP_GAUSSIAN, &p, out, first, _CHUNK, threads)
+
+
+def unitball(real[::1] out, uint64_t seed, uint64_t stream, int64_t first, int64_t row_len, int threads):
+    """positive_unitball: U[0, 1) from the counter-based stream, then each row of ``row_len`` elements
+    divided by its sequential sum (Caffe's order).  ``first`` and ``out``'s size are multiples of
+    ``row_len``.  Rows are drawn and normalised while in cache, unless there are too few rows to share
+    out, where all rows are drawn in parallel first."""
+    cdef int64_t n = out.shape[0]
+    cdef int64_t per = max(1, _CHUNK // max(row_len, 1))
+    cdef Params p = _params(seed, stream, 0, 1, -1, row_len)
+    if n == 0 or row_len == 0:
+        return
+    with nogil:
+        if threads <= 1 or (n // row_len + per - 1) // per >= threads:
+            _run(OP_UNITBALL, &p, out, first, per * row_len, threads)
+        else:
+            _run(OP_UNIFORM, &p, out, first, _CHUNK, threads)
+            _run_normalize(out, row_len, 1, threads)
 
 
 def constant(real[::1] out, double value, int threads):
     """Every element set to ``value``."""
+    cdef Params p = _params(0, 0, value, 0, -1, 0)
     with nogil:
-        _run(OP_CONSTANT, out, 0, 0, 0, value, 0, 0, threads)
+        _run(OP_CONSTANT, &p, out, 0, _CHUNK, threads)
 
 
 def bilinear(real[::1] out, int64_t first, int64_t kernel, int threads):
     """Caffe's bilinear upsampling weights for a ``kernel`` x ``kernel`` filter."""
+    cdef Params p = _params(0, 0, 0, 0, -1, kernel)
     with nogil:
-        _run(OP_BILINEAR, out, 0, 0, first, 0, 0, kernel, threads)
+        _run(OP_BILINEAR, &p, out, first, _CHUNK, threads)
+
+
+cdef void _run_normalize(real[::1] out, int64_t row_len, int64_t per, int threads) noexcept nogil:
+    cdef int64_t rows = out.shape[0] // row_len
+    cdef int64_t parts = (rows + per - 1) // per
+    cdef int64_t c, r0
+    for c in prange(parts, schedule='static', num_threads=max(1, min(threads, parts))):
+        r0 = c * per
+        if real is float:
+            fl_normalize_rows_f32(&out[r0 * row_len], min(per, rows - r0), row_len)
+        else:
+            fl_normalize_rows_f64(&out[r0 * row_len], min(per, rows - r0), row_len)
 
 
 def normalize_rows(real[::1] out, int64_t row_len, int threads):
-    """Divide each row of ``row_len`` elements by its sum (positive_unitball)."""
-    cdef int64_t rows = out.shape[0] // row_len if row_len else 0
-    cdef int64_t per = max(1, _CHUNK // max(row_len, 1))
-    cdef int64_t parts = (rows + per - 1) // per
-    cdef int64_t c, r0
+    """Divide each row of ``row_len`` elements by its sequential sum (positive_unitball's second step)."""
+    if out.shape[0] == 0 or row_len == 0:
+        return
     with nogil:
-        for c in prange(parts, schedule='static', num_threads=max(1, min(threads, parts))):
-            r0 = c * per
-            if real is float:
-                fl_normalize_rows_f32(&out[r0 * row_len], min(per, rows - r0), row_len)
-            else:
-                fl_normalize_rows_f64(&out[r0 * row_len], min(per, rows - r0), row_len)
+        _run_normalize(out, row_len, max(1, _CHUNK // row_len), threads)
+
+
+def simd_paths():
+    """The dispatch paths this machine supports, best last (``["scalar", "avx2", "avx512"]`` at most)."""
+    return [fl_simd_name(i).decode() for i in range(FL_SIMD_COUNT) if fl_simd_supported(i)]
+
+
+def simd_path():
+    """The dispatch path the counter-based kernels use now."""
+    return fl_simd_name(fl_simd_get()).decode()
+
+
+def set_simd_path(name):
+    """Force a dispatch path (``"scalar"``, ``"avx2"``, ``"avx512"``) or ``"auto"`` for the best one.
+
+    Every path gives identical bytes; this exists for tests and benchmarks.  Not thread-safe: do not
+    call it while another thread fills.
+
+    Raises
+    ------
+    ValueError
+        ``name`` is not a path, or this CPU (or build) does not support it.
+    """
+    if name == "auto":
+        fl_simd_set(fl_simd_best())
+        return
+    for i in range(FL_SIMD_COUNT):
+        if fl_simd_name(i).decode() == name:
+            if fl_simd_set(i) != 0:
+                raise ValueError(f"SIMD path {name!r} is not supported on this machine; "
+                                 f"available: {', '.join(simd_paths())}")
+            return
+    names = ", ".join(fl_simd_name(i).decode() for i in range(FL_SIMD_COUNT))
+    raise ValueError(f"unknown SIMD path {name!r}; valid: {names}, auto")
+
+
+def _select_from_env():
+    name = os.environ.get(SIMD_ENV, "").strip().lower()
+    if name:
+        try:
+            set_simd_path(name)
+        except ValueError as err:
+            raise ValueError(f"${SIMD_ENV}: {err}") from None
+
+
+_select_from_env()

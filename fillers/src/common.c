@@ -1,5 +1,11 @@
 #include <math.h>
+#include <string.h>
 #include "common.h"
+
+/* Kernels of up to this many elements per K x K plane are built once per call and copied. */
+#define FL_BILINEAR_PLANE_MAX 4096
+/* positive_unitball sums this many rows side by side (each sequentially, in its own accumulator). */
+#define FL_ROWS_AT_ONCE 8
 
 #define FL_DEFINE_CONSTANT(SUFFIX, T)                                   \
     void fl_constant_##SUFFIX(int64_t n, T value, T *out)              \
@@ -10,31 +16,67 @@
 
 /* Caffe's BilinearFiller (BVLC master): f = ceil(K / 2.), c = Dtype((K - 1) / (2. * f)), then
  * (1 - |x / f - c|) * (1 - |y / f - c|) with x, y and every step in Dtype (Caffe's CPU build sees the float
- * overload of fabs through <math.h>, so a float blob is computed in float and a double blob in double). */
-#define FL_DEFINE_BILINEAR(SUFFIX, T)                                                  \
-    void fl_bilinear_##SUFFIX(int64_t first, int64_t n, int64_t k, T *out)           \
-    {                                                                                  \
-        const T f = (T)ceil((double)k / 2.0);                                          \
-        const T c = (T)((double)(k - 1) / (2.0 * (double)f));                         \
-        for (int64_t j = 0; j < n; ++j) {                                              \
-            const int64_t i = first + j;                                               \
-            const T x = (T)(i % k);                                                    \
-            const T y = (T)((i / k) % k);                                              \
-            out[j] = (1 - (T)fabs(x / f - c)) * (1 - (T)fabs(y / f - c));              \
-        }                                                                              \
+ * overload of fabs through <math.h>, so a float blob is computed in float and a double blob in double).
+ * Element first + j is plane position p = (first + j) % (k * k), x = p % k, y = p / k.  Small planes are
+ * built once and copied; large ones row by row (the y factor once per row). */
+#define FL_DEFINE_BILINEAR(SUFFIX, T)                                                                    \
+    static inline T fl_bilinear_factor_##SUFFIX(int64_t x, T f, T c) { return 1 - (T)fabs((T)x / f - c); } \
+                                                                                                         \
+    void fl_bilinear_##SUFFIX(int64_t first, int64_t n, int64_t k, T *out)                              \
+    {                                                                                                    \
+        const T f = (T)ceil((double)k / 2.0);                                                            \
+        const T c = (T)((double)(k - 1) / (2.0 * (double)f));                                           \
+        const int64_t plane = k * k;                                                                     \
+        int64_t p = first % plane;                                                                       \
+        if (plane <= FL_BILINEAR_PLANE_MAX) {                                                            \
+            T w[FL_BILINEAR_PLANE_MAX];                                                                  \
+            for (int64_t y = 0; y < k; ++y) {                                                            \
+                const T fy = fl_bilinear_factor_##SUFFIX(y, f, c);                                       \
+                for (int64_t x = 0; x < k; ++x)                                                          \
+                    w[y * k + x] = fl_bilinear_factor_##SUFFIX(x, f, c) * fy;                            \
+            }                                                                                            \
+            for (int64_t j = 0; j < n;) {                                                                \
+                const int64_t m = plane - p < n - j ? plane - p : n - j;                                 \
+                memcpy(out + j, w + p, (size_t)m * sizeof(T));                                           \
+                j += m;                                                                                  \
+                p = 0;                                                                                   \
+            }                                                                                            \
+            return;                                                                                      \
+        }                                                                                                \
+        for (int64_t j = 0; j < n;) {                                                                    \
+            const int64_t x0 = p % k, m = k - x0 < n - j ? k - x0 : n - j;                               \
+            const T fy = fl_bilinear_factor_##SUFFIX(p / k, f, c);                                       \
+            for (int64_t x = 0; x < m; ++x)                                                              \
+                out[j + x] = fl_bilinear_factor_##SUFFIX(x0 + x, f, c) * fy;                             \
+            j += m;                                                                                      \
+            p = (p + m) % plane;                                                                         \
+        }                                                                                                \
     }
 
-#define FL_DEFINE_NORMALIZE_ROWS(SUFFIX, T)                                     \
-    void fl_normalize_rows_##SUFFIX(T *data, int64_t rows, int64_t row_len)    \
-    {                                                                           \
-        for (int64_t r = 0; r < rows; ++r) {                                    \
-            T *row = data + r * row_len;                                        \
-            T sum = 0;                                                          \
-            for (int64_t j = 0; j < row_len; ++j)                               \
-                sum += row[j];                                                  \
-            for (int64_t j = 0; j < row_len; ++j)                               \
-                row[j] /= sum;                                                  \
-        }                                                                       \
+/* Sums run sequentially per row (Caffe's order, so the same bytes as Caffe's loop); FL_ROWS_AT_ONCE
+ * rows are summed side by side so the additions of different rows overlap. */
+#define FL_DEFINE_NORMALIZE_ROWS(SUFFIX, T)                                                \
+    void fl_normalize_rows_##SUFFIX(T *data, int64_t rows, int64_t row_len)               \
+    {                                                                                      \
+        int64_t r = 0;                                                                     \
+        for (; r + FL_ROWS_AT_ONCE <= rows; r += FL_ROWS_AT_ONCE) {                        \
+            T *base = data + r * row_len;                                                  \
+            T sum[FL_ROWS_AT_ONCE] = {0};                                                  \
+            for (int64_t j = 0; j < row_len; ++j)                                          \
+                for (int q = 0; q < FL_ROWS_AT_ONCE; ++q)                                  \
+                    sum[q] += base[q * row_len + j];                                       \
+            for (int q = 0; q < FL_ROWS_AT_ONCE; ++q)                                      \
+                for (int64_t j = 0; j < row_len; ++j)                                      \
+                    base[q * row_len + j] /= sum[q];                                       \
+        }                                                                                  \
+        for (; r < rows; ++r) {                                                            \
+            T *row = data + r * row_len;                                                   \
+            T sum = 0;                                                                     \
+            for (int64_t j = 0; j < row_len; ++j)                                          \
+                sum += row[j];                                                             \
+            for (int64_t j = 0; j < row_len; ++j)                                          \
+                row[j] /= sum;                                                             \
+        }                                                                                  \
     }
 
 FL_DEFINE_CONSTANT(f32, float)

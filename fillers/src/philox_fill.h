@@ -10,18 +10,38 @@
  *            x = min(lo + (hi - lo) * u, hi)
  *   gaussian elements 2k, 2k+1 form a Box-Muller pair
  *            float32  words 2k, 2k+1:               u1 = ((w[2k] >> 8) + 1) * 2^-24 in (0, 1]
- *                                                   u2 = (w[2k+1] >> 8) * 2^-24
- *            float64  words 4k .. 4k+3:             u1 = (53 bits of w[4k], w[4k+1] + 1) * 2^-53
- *                                                   u2 = (53 bits of w[4k+2], w[4k+3]) * 2^-53
- *            r = sqrt(-2 ln u1); z[2k] = r cos(2 pi u2), z[2k+1] = r sin(2 pi u2); x = mean + std * z
- *   sparse   element i is kept iff word i of the block domain 2^63 + i / 4 is < p * 2^32;
+ *                                                   t  = (w[2k+1] >> 8) * 2^-24
+ *            float64  words 4k .. 4k+3:             u1 = (((w[4k+1] << 32 | w[4k]) >> 11) + 1) * 2^-53
+ *                                                   t  = ((w[4k+3] << 32 | w[4k+2]) >> 11) * 2^-53
+ *            r = sqrt(-2 ln u1); z[2k] = r cos(2 pi t), z[2k+1] = r sin(2 pi t); x = mean + std * z
+ *            ln, cos and sin are fillers' own (philox_math.h: fdlibm-style ln with our polynomial; sin/cos
+ *            in turns after the exact reduction t = q/4 + y, |y| <= 1/8, with our polynomials in y),
+ *            evaluated in the element type without FMA: a few ulp from the exact values, and the same
+ *            bytes on every CPU, dispatch path, compiler and libm.
+ *   sparse   element i is kept iff word i of the block domain 2^63 + i / 4 is < p * 2^32 (p < 1);
  *            x *= keep (a dropped negative value becomes -0.0, as in Caffe)
+ *
+ * Compatibility: the values for a given (seed, stream, filler, shape) change only with a new minor
+ * version that says so in its release notes (the words -> value rules above, including the polynomial
+ * coefficients in philox_poly.h, are the whole contract; tests pin sha256 digests of reference fills).
+ *
+ * Dispatch: the scalar path is the reference; on x86-64 AVX2 and AVX-512 (F, DQ, BW, VL) paths are chosen
+ * at run time from the CPU (fl_simd_best) unless fl_simd_set forces one; all give identical bytes.
  */
 #ifndef FILLERS_PHILOX_FILL_H
 #define FILLERS_PHILOX_FILL_H
 
 #include <stdint.h>
 #include "philox.h"
+
+/* Dispatch paths, best last. */
+enum { FL_SIMD_SCALAR = 0, FL_SIMD_AVX2 = 1, FL_SIMD_AVX512 = 2, FL_SIMD_COUNT = 3 };
+
+const char *fl_simd_name(int path);  /* "scalar", "avx2", "avx512"; NULL when out of range */
+int fl_simd_supported(int path);     /* compiled in and supported by this CPU */
+int fl_simd_best(void);              /* the best supported path */
+int fl_simd_set(int path);           /* force a path: 0, or -1 when unsupported (nothing changes) */
+int fl_simd_get(void);               /* the active path (fl_simd_best() until fl_simd_set) */
 
 void fl_philox_raw(const fl_philox_key *key, uint64_t first, int64_t n, uint32_t *out);
 
@@ -32,7 +52,7 @@ void fl_philox_gaussian_f32(const fl_philox_key *key, int64_t first, int64_t n, 
 void fl_philox_gaussian_f64(const fl_philox_key *key, int64_t first, int64_t n, double mean, double std,
                             double *out);
 
-/* Multiply out[0 .. n) (flat indices first ..) by the Bernoulli(p) keep mask. */
+/* Multiply out[0 .. n) (flat indices first ..) by the Bernoulli(p) keep mask; p >= 1 leaves out as is. */
 void fl_philox_sparsify_f32(const fl_philox_key *key, int64_t first, int64_t n, double p, float *out);
 void fl_philox_sparsify_f64(const fl_philox_key *key, int64_t first, int64_t n, double p, double *out);
 
