@@ -34,6 +34,8 @@ cdef extern from "src/philox_fill.h" nogil:
 
 
 cdef extern from "src/common.h" nogil:
+    enum:
+        FL_ROWS_AT_ONCE
     void fl_constant_f32(int64_t n, float value, float *out) noexcept
     void fl_constant_f64(int64_t n, double value, double *out) noexcept
     void fl_bilinear_f32(int64_t first, int64_t n, int64_t k, float *out) noexcept

@@ -16,7 +16,7 @@ from cython.parallel cimport prange
 from libc.stdint cimport int64_t, uint32_t, uint64_t
 
 from fillers._cdefs cimport (
-    FL_SIMD_COUNT, fl_bilinear_f32, fl_bilinear_f64, fl_constant_f32, fl_constant_f64, fl_normalize_rows_f32,
+    FL_ROWS_AT_ONCE, FL_SIMD_COUNT, fl_bilinear_f32, fl_bilinear_f64, fl_constant_f32, fl_constant_f64, fl_normalize_rows_f32,
     fl_normalize_rows_f64, fl_philox4x32_10, fl_philox_gaussian_f32, fl_philox_gaussian_f64, fl_philox_key,
     fl_philox_raw, fl_philox_sparsify_f32, fl_philox_sparsify_f64, fl_philox_uniform_f32, fl_philox_uniform_f64,
     fl_simd_best, fl_simd_get, fl_simd_name, fl_simd_set, fl_simd_supported,
@@ -26,9 +26,10 @@ ctypedef fused real:
     float
     double
 
-# Elements per work item: a static schedule over contiguous runs of these.  Small enough that the fused
-# passes of one chunk (gaussian then its sparse mask; positive_unitball's draw, row sums and division)
-# stay in L2, large enough that scheduling costs nothing next to a chunk's work (~20 us).
+# Elements per work item, handed out dynamically (a thread slowed by another process on its core takes
+# fewer chunks).  Small enough that the fused passes of one chunk (gaussian then its sparse mask;
+# positive_unitball's draw, row sums and division) stay in L2, large enough that scheduling costs nothing
+# next to a chunk's work (~20 us).
 CHUNK = 1 << 15
 cdef int64_t _CHUNK = CHUNK
 
@@ -95,7 +96,7 @@ cdef void _run(Op op, const Params *p, real[::1] out, int64_t first, int64_t chu
             start = c * chunk
             _run_chunk(op, p, first + start, min(chunk, n - start), &out[start])
         return
-    for c in prange(chunks, schedule='static', num_threads=min(threads, chunks)):
+    for c in prange(chunks, schedule='dynamic', num_threads=min(threads, chunks)):
         start = c * chunk
         _run_chunk(op, p, first + start, min(chunk, n - start), &out[start])
 
@@ -152,19 +153,20 @@ def gaussian(real[::1] out, uint64_t seed, uint64_t stream, int64_t first, doubl
 def unitball(real[::1] out, uint64_t seed, uint64_t stream, int64_t first, int64_t row_len, int threads):
     """positive_unitball: U[0, 1) from the counter-based stream, then each row of ``row_len`` elements
     divided by its sequential sum (Caffe's order).  ``first`` and ``out``'s size are multiples of
-    ``row_len``.  Rows are drawn and normalised while in cache, unless there are too few rows to share
-    out, where all rows are drawn in parallel first."""
+    ``row_len``.  Each work item draws at least FL_ROWS_AT_ONCE rows and normalises them while they are in
+    cache; with too few rows to share out that way, all rows are drawn in parallel first."""
     cdef int64_t n = out.shape[0]
-    cdef int64_t per = max(1, _CHUNK // max(row_len, 1))
+    cdef int64_t rows = n // row_len if row_len else 0
+    cdef int64_t per = max(<int64_t>FL_ROWS_AT_ONCE, _CHUNK // max(row_len, 1))
     cdef Params p = _params(seed, stream, 0, 1, -1, row_len)
-    if n == 0 or row_len == 0:
+    if rows == 0:
         return
     with nogil:
-        if threads <= 1 or (n // row_len + per - 1) // per >= threads:
+        if threads <= 1 or (rows + per - 1) // per >= threads:
             _run(OP_UNITBALL, &p, out, first, per * row_len, threads)
         else:
             _run(OP_UNIFORM, &p, out, first, _CHUNK, threads)
-            _run_normalize(out, row_len, 1, threads)
+            _run_normalize(out, row_len, (rows + threads - 1) // threads, threads)
 
 
 def constant(real[::1] out, double value, int threads):
@@ -185,7 +187,7 @@ cdef void _run_normalize(real[::1] out, int64_t row_len, int64_t per, int thread
     cdef int64_t rows = out.shape[0] // row_len
     cdef int64_t parts = (rows + per - 1) // per
     cdef int64_t c, r0
-    for c in prange(parts, schedule='static', num_threads=max(1, min(threads, parts))):
+    for c in prange(parts, schedule='dynamic', num_threads=max(1, min(threads, parts))):
         r0 = c * per
         if real is float:
             fl_normalize_rows_f32(&out[r0 * row_len], min(per, rows - r0), row_len)

@@ -84,6 +84,18 @@ def test_path_and_threads_give_scalar_bytes(simd_path, path, kind, dtype):
         assert got.tobytes() == ref[offset:offset + length].tobytes(), f"{path} piece {offset}+{length}"
 
 
+@pytest.mark.parametrize("rows", [3, 8, 21])
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+def test_unitball_is_uniform_over_sequential_row_sums(rows, dtype):
+    """positive_unitball = the uniform [0, 1) draws, each row divided by its sequential (Caffe) sum."""
+    shape = (rows, 1237)
+    u = fillers.fill(np.empty(shape, dtype), 'type: "uniform" min: 0 max: 1', seed=5, stream=2)
+    expected = u / np.cumsum(u, axis=1, dtype=dtype)[:, -1:]
+    for threads in (1, 2):
+        got = fillers.fill(np.empty(shape, dtype), "positive_unitball", seed=5, stream=2, threads=threads)
+        assert got.tobytes() == expected.tobytes()
+
+
 @pytest.mark.parametrize("path", SIMD_PATHS)
 def test_large_bilinear_and_long_rows(simd_path, path):
     """Bilinear planes too large to build once (row by row), unitball rows longer than a chunk."""

@@ -4,8 +4,15 @@
 
 /* Kernels of up to this many elements per K x K plane are built once per call and copied. */
 #define FL_BILINEAR_PLANE_MAX 4096
-/* positive_unitball sums this many rows side by side (each sequentially, in its own accumulator). */
-#define FL_ROWS_AT_ONCE 8
+
+/* Compiler-generated AVX2 / AVX-512 clones chosen at load time (GNU ifunc) for loops the compiler
+ * vectorises; these kernels only use exact IEEE operations (copies, +, /, conversions) in a fixed order, so
+ * every clone gives the same bytes.  Elsewhere one portable version. */
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__GLIBC__)
+#define FL_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define FL_CLONES
+#endif
 
 #define FL_DEFINE_CONSTANT(SUFFIX, T)                                   \
     void fl_constant_##SUFFIX(int64_t n, T value, T *out)              \
@@ -56,7 +63,7 @@
 /* Sums run sequentially per row (Caffe's order, so the same bytes as Caffe's loop); FL_ROWS_AT_ONCE
  * rows are summed side by side so the additions of different rows overlap. */
 #define FL_DEFINE_NORMALIZE_ROWS(SUFFIX, T)                                                \
-    void fl_normalize_rows_##SUFFIX(T *data, int64_t rows, int64_t row_len)               \
+    FL_CLONES void fl_normalize_rows_##SUFFIX(T *data, int64_t rows, int64_t row_len)     \
     {                                                                                      \
         int64_t r = 0;                                                                     \
         for (; r + FL_ROWS_AT_ONCE <= rows; r += FL_ROWS_AT_ONCE) {                        \

@@ -13,7 +13,9 @@ void fl_bilinear_f32(int64_t first, int64_t n, int64_t k, float *out);
 void fl_bilinear_f64(int64_t first, int64_t n, int64_t k, double *out);
 
 /* positive_unitball's normalisation: each of `rows` rows of `row_len` elements is divided by its sum,
- * summed sequentially in the element type (Caffe's order). */
+ * summed sequentially in the element type (Caffe's order, so Caffe's bytes).  Rows are summed
+ * FL_ROWS_AT_ONCE at a time, side by side: give it at least that many rows to keep the adders busy. */
+#define FL_ROWS_AT_ONCE 8
 void fl_normalize_rows_f32(float *data, int64_t rows, int64_t row_len);
 void fl_normalize_rows_f64(double *data, int64_t rows, int64_t row_len);
 

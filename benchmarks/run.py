@@ -1,0 +1,378 @@
+"""fillers benchmark suite: throughput of every filler against numpy and torch, measured in one run.
+
+Usage::
+
+    python benchmarks/run.py [--quick] [--out benchmarks/results.json]
+
+Every filler fills 64 Mi elements (float32, then float64) with all cores and is compared with numpy's
+nearest equivalent (``Generator(PCG64)``, single-threaded as numpy is) and, when torch is importable, with
+``torch.nn.init`` on the same memory (all cores), each timed best-of-k after a warm-up in this same run.
+Also: thread scaling 1 -> all cores, peak RSS while filling a 1 GiB blob (in a subprocess), ``fill_net`` of
+VGG-19 against a torch script creating the same tensors (once ``fillers.fill_net`` exists), and the
+Caffe-exact stream's section from ``benchmarks/bench_caffe.py`` when present.  Prints a table and writes
+``benchmarks/results.json`` (with the machine: CPU model, cores, versions, SIMD path).  ``--quick`` uses
+4 Mi elements (a smoke test, not a measurement).
+"""
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import math
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+import fillers
+from fillers import _kernels
+
+HERE = Path(__file__).resolve().parent
+VGG19 = "davidgengenbach__vgg-caffe__model__VGG_ILSVRC_19_layers_deploy.prototxt"
+CORPUS = Path(os.environ.get("FILLERS_SHARED", HERE.parents[1] / "shared")) / "corpus" / "prototxt"
+
+# issue 6's targets: (filler, baseline) -> minimum ratio (float32, 64 Mi elements, all cores)
+TARGETS = {
+    ("constant", "numpy"): 0.9,
+    ("uniform", "numpy"): 6, ("uniform", "torch"): 8,
+    ("xavier", "numpy"): 6, ("xavier", "torch"): 8,
+    ("gaussian", "numpy"): 10, ("gaussian", "torch"): 4,
+    ("msra", "numpy"): 10, ("msra", "torch"): 4,
+    ("positive_unitball", "numpy"): 4,
+    ("gaussian+sparse", "numpy"): 4,
+}
+SCALING_TARGET = 1.8      # uniform and gaussian, 1 -> 2 threads
+RSS_TARGET_MIB = 32       # peak RSS above the 1 GiB blob
+FILL_NET_TARGET = 5       # fill_net VGG-19 vs torch
+
+
+def best_of(fn: Callable[[], Any], k: int) -> float:
+    """Best wall time of ``k`` calls after one warm-up call."""
+    fn()
+    times = []
+    for _ in range(k):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return min(times)
+
+
+# ------------------------------------------------------------------------------------------------------
+# The cases: our filler, numpy's nearest equivalent, torch.nn.init's.
+
+@dataclass
+class Case:
+    name: str
+    filler: str
+    shape: tuple[int, ...] | None = None   # fans / rows / sparse / bilinear need a shape; else 1-D
+    numpy: str | None = None                # key into the numpy baselines
+    torch: str | None = None                # torch.nn.init function
+    torch_args: tuple = ()
+    params: dict = field(default_factory=dict)
+
+
+def cases(n: int) -> list[Case]:
+    rows = 4096 if n >= 4096 * 64 else 64
+    cols = n // rows
+    k = 4  # bilinear: (n / (c k k), c, k, k)
+    return [
+        Case("constant", 'type: "constant" value: 0.5', None, "fill", "constant_", (0.5,), {"value": 0.5}),
+        Case("uniform", 'type: "uniform" min: -0.1 max: 0.1', None, "uniform", "uniform_", (-0.1, 0.1),
+             {"lo": -0.1, "hi": 0.1}),
+        Case("xavier", 'type: "xavier"', (rows, cols), "uniform", "xavier_uniform_", (),
+             {"lo": -math.sqrt(3 / cols), "hi": math.sqrt(3 / cols)}),
+        Case("gaussian", 'type: "gaussian" std: 0.01', None, "normal", "normal_", (0.0, 0.01), {"std": 0.01}),
+        Case("msra", 'type: "msra"', (rows, cols), "normal", "kaiming_normal_", (), {"std": math.sqrt(2 / cols)}),
+        Case("positive_unitball", 'type: "positive_unitball"', (rows, cols), "unitball"),
+        Case("gaussian+sparse", f'type: "gaussian" std: 0.01 sparse: {rows // 10}', (rows, cols), "sparse", None, (),
+             {"std": 0.01, "p": (rows // 10) / rows}),
+        Case("bilinear", 'type: "bilinear"', (n // (64 * k * k), 64, k, k), "bilinear", None, (), {"k": k}),
+    ]
+
+
+class NumpyBaselines:
+    """numpy's nearest equivalents, filling ``a`` in place (buffers they need are allocated up front)."""
+
+    def __init__(self, n: int, dtype: np.dtype):
+        self.g = np.random.Generator(np.random.PCG64(12345))
+        self.dtype = dtype
+        self.scratch = np.empty(n, dtype)
+        self.mask = np.empty(n, bool)
+
+    def run(self, key: str, a: np.ndarray, case: Case) -> None:
+        p, g, dt = case.params, self.g, self.dtype
+        if key == "fill":
+            a.fill(p["value"])
+        elif key == "uniform":
+            g.random(out=a, dtype=dt)
+            a *= dt.type(p["hi"] - p["lo"])
+            a += dt.type(p["lo"])
+        elif key == "normal":
+            g.standard_normal(out=a, dtype=dt)
+            a *= dt.type(p["std"])
+        elif key == "unitball":
+            rows = a.reshape(case.shape)
+            g.random(out=rows, dtype=dt)
+            rows /= rows.sum(axis=1, keepdims=True)
+        elif key == "sparse":
+            g.standard_normal(out=a, dtype=dt)
+            a *= dt.type(p["std"])
+            g.random(out=self.scratch, dtype=dt)
+            np.less(self.scratch, dt.type(p["p"]), out=self.mask)
+            a *= self.mask
+        elif key == "bilinear":
+            kk = p["k"]
+            f = np.float32(math.ceil(kk / 2))
+            c = np.float32((kk - 1) / (2.0 * f))
+            x = np.arange(kk, dtype=np.float32)
+            w = 1 - np.abs(x / f - c)
+            a.reshape(-1, kk * kk)[...] = np.outer(w, w).astype(dt).reshape(-1)
+        else:  # pragma: no cover
+            raise KeyError(key)
+
+
+def torch_module():
+    try:
+        import torch
+    except ImportError:
+        return None
+    return torch
+
+
+# ------------------------------------------------------------------------------------------------------
+# Sections
+
+def bench_fillers(n: int, dtype: np.dtype, k: int, torch, threads: int) -> list[dict]:
+    a = np.empty(n, dtype)
+    a.fill(0)  # fault the pages in once: no timing below includes first-touch page faults
+    npb = NumpyBaselines(n, dtype)
+    baseline_cache: dict[str, float] = {}
+    t = torch.from_numpy(a) if torch is not None else None
+    rows = []
+    for case in cases(n):
+        view = a.reshape(case.shape) if case.shape else a
+        ours = best_of(lambda: fillers.fill(view, case.filler, seed=1, threads=threads), k)
+        ours1 = best_of(lambda: fillers.fill(view, case.filler, seed=1, threads=1), max(1, k - 2))
+        if case.numpy not in baseline_cache:
+            baseline_cache[case.numpy] = best_of(lambda: npb.run(case.numpy, a, case), max(1, k - 2))
+        t_np = baseline_cache[case.numpy]
+        t_torch = None
+        if t is not None and case.torch:
+            tv = t.view(case.shape) if case.shape else t
+            init = getattr(torch.nn.init, case.torch)
+            t_torch = best_of(lambda: init(tv, *case.torch_args), max(1, k - 2))
+        rows.append({
+            "filler": case.name, "dtype": np.dtype(dtype).name, "n": n,
+            "seconds": ours, "mfloat_s": n / ours / 1e6,
+            "numpy_seconds": t_np, "ratio_numpy": t_np / ours,
+            "torch_seconds": t_torch, "ratio_torch": (t_torch / ours) if t_torch else None,
+            "seconds_1thread": ours1, "thread_scaling": ours1 / ours,
+        })
+        print_row(rows[-1])
+    del a, t, npb
+    return rows
+
+
+_RSS_SCRIPT = r"""
+import json, sys, numpy as np, fillers
+def status(key):
+    for line in open("/proc/self/status"):
+        if line.startswith(key + ":"):
+            return int(line.split()[1]) * 1024
+n = (1 << 30) // 4
+out = {}
+for filler in sys.argv[1:]:
+    blob = np.empty((4096, n // 4096), np.float32)   # not touched yet: no pages
+    before = status("VmRSS")
+    with open("/proc/self/clear_refs", "w") as f:  # reset VmHWM (the peak) to the current RSS
+        f.write("5")
+    fillers.fill(blob, filler, seed=1)
+    out[filler] = status("VmHWM") - before - blob.nbytes
+    del blob
+print(json.dumps(out))
+"""
+
+
+def bench_rss() -> dict:
+    """Peak RSS above the blob while filling a 1 GiB float32 blob, per filler (fresh interpreter)."""
+    fillers_ = ['type: "gaussian" std: 0.01 sparse: 100', 'type: "xavier"', 'type: "positive_unitball"']
+    proc = subprocess.run([sys.executable, "-c", _RSS_SCRIPT, *fillers_], capture_output=True, text=True,
+                          cwd=tempfile.gettempdir(), check=False)
+    if proc.returncode != 0:
+        return {"error": proc.stderr.strip().splitlines()[-1] if proc.stderr else "failed"}
+    over = json.loads(proc.stdout)
+    worst = max(over.values())
+    print(f"\npeak RSS above a 1 GiB blob: {worst / 2**20:.1f} MiB (max over "
+          + ", ".join(f"{k.split()[1]} {v / 2**20:.1f}" for k, v in over.items()) + ")")
+    return {"over_blob_bytes": over, "max_over_blob_mib": worst / 2**20}
+
+
+def bench_fill_net(torch, k: int) -> dict:
+    """fill_net of VGG-19 (float32) against torch creating the same tensors with torch.nn.init."""
+    path = CORPUS / VGG19
+    if not hasattr(fillers, "fill_net") or not hasattr(fillers, "infer_shapes"):
+        print("\nfill_net VGG-19: skipped (fillers.fill_net / infer_shapes not available yet)")
+        return {"skipped": "fillers.fill_net not available"}
+    if not path.exists():
+        print(f"\nfill_net VGG-19: skipped ({path} not found)")
+        return {"skipped": f"{path} not found"}
+    net = fillers.load_net(str(path))
+    layers = fillers.infer_shapes(net)
+    n_params = sum(math.prod(b.shape) for layer in layers for b in layer.blobs)
+    ours = best_of(lambda: fillers.fill_net(net, seed=1), k)
+    result = {"parameters": n_params, "seconds": ours}
+    line = f"\nfill_net VGG-19 float32: {n_params / 1e6:.1f} M parameters in {ours * 1e3:.0f} ms"
+    if torch is not None:
+        t_torch = best_of(lambda: torch_create(torch, layers), k)
+        result.update(torch_seconds=t_torch, ratio_torch=t_torch / ours)
+        line += f"; torch {t_torch * 1e3:.0f} ms, ratio {t_torch / ours:.2f}x"
+    print(line)
+    return result
+
+
+def torch_create(torch, layers) -> list:
+    """What a torch user writes: an empty tensor per blob, then the torch.nn.init call for its filler."""
+    init = torch.nn.init
+    out = []
+    for layer in layers:
+        for blob in layer.blobs:
+            t = torch.empty(blob.shape, dtype=torch.float32)
+            f = blob.filler
+            kind = f.type
+            if kind == "constant":
+                init.constant_(t, f.value)
+            elif kind == "uniform":
+                init.uniform_(t, f.min, f.max)
+            elif kind == "gaussian":
+                init.normal_(t, f.mean, f.std)
+            elif kind == "xavier":
+                init.xavier_uniform_(t) if t.dim() >= 2 else init.uniform_(t, -1, 1)
+            elif kind == "msra":
+                init.kaiming_normal_(t) if t.dim() >= 2 else init.normal_(t, 0, 1)
+            else:  # positive_unitball, bilinear: no torch.nn.init equivalent; the closest cost
+                init.uniform_(t)
+            out.append(t)
+    return out
+
+
+def bench_caffe(k: int) -> dict | None:
+    """The Caffe-exact stream's section (benchmarks/bench_caffe.py, from the Caffe-exact work), if present."""
+    path = HERE / "bench_caffe.py"
+    if not path.exists():
+        return None
+    spec = importlib.util.spec_from_file_location("bench_caffe", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    run = getattr(module, "run", None) or getattr(module, "main", None)
+    if run is None:
+        return {"skipped": "bench_caffe.py has no run()"}
+    print("\nCaffe-exact stream (benchmarks/bench_caffe.py):")
+    return run()
+
+
+# ------------------------------------------------------------------------------------------------------
+# Output
+
+HEADER = f"{'filler':<18} {'dtype':<8} {'Mfloat/s':>9} {'x numpy':>8} {'x torch':>8} {'1->' + str(len(os.sched_getaffinity(0))) + ' thr':>8}"
+
+
+def print_row(r: dict) -> None:
+    torch_ratio = f"{r['ratio_torch']:.2f}" if r["ratio_torch"] else "-"
+    print(f"{r['filler']:<18} {r['dtype']:<8} {r['mfloat_s']:>9.0f} {r['ratio_numpy']:>8.2f} {torch_ratio:>8} "
+          f"{r['thread_scaling']:>8.2f}", flush=True)
+
+
+def machine(torch) -> dict:
+    model = platform.processor()
+    try:
+        with open("/proc/cpuinfo") as f:
+            model = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return {
+        "cpu": model,
+        "cores": len(os.sched_getaffinity(0)),
+        "simd_path": _kernels.simd_path(),
+        "simd_paths": _kernels.simd_paths(),
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "torch": torch.__version__ if torch is not None else None,
+        "torch_threads": torch.get_num_threads() if torch is not None else None,
+        "fillers": fillers.__version__,
+        "platform": platform.platform(),
+    }
+
+
+def check_targets(rows: list[dict], rss: dict, fill_net: dict) -> list[str]:
+    lines = []
+    f32 = {r["filler"]: r for r in rows if r["dtype"] == "float32"}
+    for (name, base), target in TARGETS.items():
+        got = f32[name][f"ratio_{base}"]
+        if got is None:
+            lines.append(f"  {name} vs {base}: not measured (no {base})")
+        else:
+            lines.append(f"  {'ok  ' if got >= target else 'MISS'} {name} vs {base}: {got:.2f}x (target >= {target}x)")
+    for name in ("uniform", "gaussian"):
+        got = f32[name]["thread_scaling"]
+        lines.append(f"  {'ok  ' if got >= SCALING_TARGET else 'MISS'} {name} threads 1 -> all: {got:.2f}x "
+                     f"(target >= {SCALING_TARGET}x)")
+    if "max_over_blob_mib" in rss:
+        got = rss["max_over_blob_mib"]
+        lines.append(f"  {'ok  ' if got <= RSS_TARGET_MIB else 'MISS'} peak RSS above 1 GiB blob: {got:.1f} MiB "
+                     f"(target <= {RSS_TARGET_MIB} MiB)")
+    if "ratio_torch" in fill_net:
+        got = fill_net["ratio_torch"]
+        lines.append(f"  {'ok  ' if got >= FILL_NET_TARGET else 'MISS'} fill_net VGG-19 vs torch: {got:.2f}x "
+                     f"(target >= {FILL_NET_TARGET}x)")
+    else:
+        lines.append(f"  fill_net VGG-19: {fill_net.get('skipped', 'not measured')}")
+    return lines
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="4 Mi elements, fewer repeats (smoke test)")
+    parser.add_argument("--out", type=Path, default=HERE / "results.json", help="where to write the results")
+    args = parser.parse_args(argv)
+
+    n = (4 if args.quick else 64) << 20
+    k = 2 if args.quick else 5
+    torch = torch_module()
+    threads = fillers.default_threads()
+    info = machine(torch)
+    print(f"{info['cpu']}, {info['cores']} cores, SIMD path {info['simd_path']}; numpy {info['numpy']}, "
+          f"torch {info['torch'] or 'not installed'}; {n >> 20} Mi elements, best of {k}\n")
+    print(HEADER)
+    started = time.perf_counter()
+    rows = bench_fillers(n, np.dtype(np.float32), k, torch, threads)
+    rows += bench_fillers(n, np.dtype(np.float64), max(2, k - 2), torch, threads)
+    rss = bench_rss() if not args.quick else {}
+    fill_net = bench_fill_net(torch, 3 if not args.quick else 1)
+    caffe = bench_caffe(k)
+    elapsed = time.perf_counter() - started
+
+    summary = check_targets(rows, rss, fill_net) if not args.quick else []
+    if summary:
+        print("\ntargets (issue 6):")
+        print("\n".join(summary))
+    print(f"\n{elapsed:.0f} s")
+
+    results = {"machine": info, "elements": n, "best_of": k, "threads": threads, "fillers": rows,
+               "rss": rss, "fill_net_vgg19": fill_net, "caffe": caffe, "targets": summary,
+               "seconds": elapsed, "date": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    tmp = args.out.with_suffix(args.out.suffix + ".tmp")
+    tmp.write_text(json.dumps(results, indent=1) + "\n")
+    tmp.replace(args.out)
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
