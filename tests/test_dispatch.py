@@ -99,12 +99,14 @@ def test_unitball_is_uniform_over_sequential_row_sums(rows, dtype):
 @pytest.mark.parametrize("k", [1, 2, 4, 5, 64, 65, 70])  # planes up to 4096 elements are built once
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
 def test_bilinear_is_caffes_formula(k, dtype):
+    """Every step in the blob's dtype, as Caffe's BilinearFiller<Dtype>."""
     shape = (2, 3, k, k)
-    f = np.float32(np.ceil(np.float32(k) / np.float32(2)))
-    c = np.float32((k - 1) / (2.0 * float(f)))
+    dt = np.dtype(dtype).type
+    f = dt(np.ceil(k / 2.0))
+    c = dt((k - 1) / (2.0 * float(f)))
     i = np.arange(np.prod(shape))
-    x, y = (i % k).astype(np.float32), ((i // k) % k).astype(np.float32)
-    expected = ((np.float32(1) - np.abs(x / f - c)) * (np.float32(1) - np.abs(y / f - c))).astype(dtype)
+    x, y = (i % k).astype(dtype), ((i // k) % k).astype(dtype)
+    expected = (dt(1) - np.abs(x / f - c)) * (dt(1) - np.abs(y / f - c))
     assert _fill(shape, "bilinear", dtype).tobytes() == expected.tobytes()
     offset = 3 * k + 1
     assert _fill(shape, "bilinear", dtype, offset=offset, length=2 * k * k).tobytes() == \
