@@ -215,66 +215,66 @@ def bench_rss() -> dict:
 
 
 def bench_fill_net(torch, k: int) -> dict:
-    """fill_net of VGG-19 (float32) against torch creating the same tensors with torch.nn.init."""
+    """fill_net of VGG-19 (float32, all cores) against torch creating the same tensors with torch.nn.init.
+
+    Both sides allocate fresh arrays every time (what a user pays, page faults included)."""
     path = CORPUS / VGG19
-    if not hasattr(fillers, "fill_net") or not hasattr(fillers, "infer_shapes"):
-        print("\nfill_net VGG-19: skipped (fillers.fill_net / infer_shapes not available yet)")
+    if not hasattr(fillers, "fill_net"):
+        print("\nfill_net VGG-19: skipped (fillers.fill_net not available)")
         return {"skipped": "fillers.fill_net not available"}
     if not path.exists():
         print(f"\nfill_net VGG-19: skipped ({path} not found)")
         return {"skipped": f"{path} not found"}
     net = fillers.load_net(str(path))
-    layers = fillers.infer_shapes(net)
-    n_params = sum(math.prod(b.shape) for layer in layers for b in layer.blobs)
+    blobs = [b for layer in fillers.infer_shapes(net) for b in layer.blobs if b.share_owner is None]
+    n_params = sum(math.prod(b.shape) for b in blobs)
+    kinds = sorted({b.filler.type for b in blobs})
     ours = best_of(lambda: fillers.fill_net(net, seed=1), k)
-    result = {"parameters": n_params, "seconds": ours}
-    line = f"\nfill_net VGG-19 float32: {n_params / 1e6:.1f} M parameters in {ours * 1e3:.0f} ms"
+    result = {"parameters": n_params, "fillers": kinds, "seconds": ours}
+    line = (f"\nfill_net VGG-19 float32 ({n_params / 1e6:.1f} M parameters, fillers: {', '.join(kinds)}): "
+            f"{ours * 1e3:.0f} ms")
     if torch is not None:
-        t_torch = best_of(lambda: torch_create(torch, layers), k)
+        t_torch = best_of(lambda: torch_create(torch, blobs), k)
         result.update(torch_seconds=t_torch, ratio_torch=t_torch / ours)
-        line += f"; torch {t_torch * 1e3:.0f} ms, ratio {t_torch / ours:.2f}x"
+        line += f"; torch.nn.init {t_torch * 1e3:.0f} ms; ratio {t_torch / ours:.2f}x"
     print(line)
     return result
 
 
-def torch_create(torch, layers) -> list:
+def torch_create(torch, blobs) -> list:
     """What a torch user writes: an empty tensor per blob, then the torch.nn.init call for its filler."""
     init = torch.nn.init
     out = []
-    for layer in layers:
-        for blob in layer.blobs:
-            t = torch.empty(blob.shape, dtype=torch.float32)
-            f = blob.filler
-            kind = f.type
-            if kind == "constant":
-                init.constant_(t, f.value)
-            elif kind == "uniform":
-                init.uniform_(t, f.min, f.max)
-            elif kind == "gaussian":
-                init.normal_(t, f.mean, f.std)
-            elif kind == "xavier":
-                init.xavier_uniform_(t) if t.dim() >= 2 else init.uniform_(t, -1, 1)
-            elif kind == "msra":
-                init.kaiming_normal_(t) if t.dim() >= 2 else init.normal_(t, 0, 1)
-            else:  # positive_unitball, bilinear: no torch.nn.init equivalent; the closest cost
-                init.uniform_(t)
-            out.append(t)
+    for blob in blobs:
+        t = torch.empty(blob.shape, dtype=torch.float32)
+        f = blob.filler
+        if f.type == "constant":
+            init.constant_(t, f.value)
+        elif f.type == "uniform":
+            init.uniform_(t, f.min, f.max)
+        elif f.type == "gaussian":
+            init.normal_(t, f.mean, f.std)
+        elif f.type == "xavier":
+            init.xavier_uniform_(t) if t.dim() >= 2 else init.uniform_(t, -1, 1)
+        elif f.type == "msra":
+            init.kaiming_normal_(t) if t.dim() >= 2 else init.normal_(t, 0, 1)
+        else:  # positive_unitball, bilinear: no torch.nn.init equivalent; the closest cost
+            init.uniform_(t)
+        out.append(t)
     return out
 
 
-def bench_caffe(k: int) -> dict | None:
-    """The Caffe-exact stream's section (benchmarks/bench_caffe.py, from the Caffe-exact work), if present."""
+def bench_caffe(n: int, k: int) -> dict | None:
+    """The Caffe-exact stream's section (benchmarks/bench_caffe.py), when present."""
     path = HERE / "bench_caffe.py"
     if not path.exists():
         return None
     spec = importlib.util.spec_from_file_location("bench_caffe", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    run = getattr(module, "run", None) or getattr(module, "main", None)
-    if run is None:
-        return {"skipped": "bench_caffe.py has no run()"}
-    print("\nCaffe-exact stream (benchmarks/bench_caffe.py):")
-    return run()
+    results = module.run(size=n, repeat=k)
+    print("\n" + module.report(results))
+    return results
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -355,7 +355,7 @@ def main(argv: list[str] | None = None) -> int:
     rows += bench_fillers(n, np.dtype(np.float64), max(2, k - 2), torch, threads)
     rss = bench_rss() if not args.quick else {}
     fill_net = bench_fill_net(torch, 3 if not args.quick else 1)
-    caffe = bench_caffe(k)
+    caffe = bench_caffe(n, max(2, k - 2))
     elapsed = time.perf_counter() - started
 
     summary = check_targets(rows, rss, fill_net) if not args.quick else []

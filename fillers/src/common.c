@@ -2,7 +2,7 @@
 #include <string.h>
 #include "common.h"
 
-/* Kernels of up to this many elements per K x K plane are built once per call and copied. */
+/* Kernels of up to this many elements per K x K plane are built once per call (tiled) and copied. */
 #define FL_BILINEAR_PLANE_MAX 4096
 
 /* Compiler-generated AVX2 / AVX-512 clones chosen at load time (GNU ifunc) for loops the compiler
@@ -36,14 +36,17 @@
         const int64_t plane = k * k;                                                                     \
         int64_t p = first % plane;                                                                       \
         if (plane <= FL_BILINEAR_PLANE_MAX) {                                                            \
-            T w[FL_BILINEAR_PLANE_MAX];                                                                  \
+            T w[FL_BILINEAR_PLANE_MAX]; /* as many whole planes as fit, copied in large pieces */        \
+            const int64_t tile = FL_BILINEAR_PLANE_MAX / plane * plane;                                  \
             for (int64_t y = 0; y < k; ++y) {                                                            \
                 const T fy = fl_bilinear_factor_##SUFFIX(y, f, c);                                       \
                 for (int64_t x = 0; x < k; ++x)                                                          \
                     w[y * k + x] = fl_bilinear_factor_##SUFFIX(x, f, c) * fy;                            \
             }                                                                                            \
+            for (int64_t i = plane; i < tile; ++i)                                                       \
+                w[i] = w[i - plane];                                                                     \
             for (int64_t j = 0; j < n;) {                                                                \
-                const int64_t m = plane - p < n - j ? plane - p : n - j;                                 \
+                const int64_t m = tile - p < n - j ? tile - p : n - j;                                   \
                 memcpy(out + j, w + p, (size_t)m * sizeof(T));                                           \
                 j += m;                                                                                  \
                 p = 0;                                                                                   \
