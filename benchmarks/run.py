@@ -53,15 +53,20 @@ RSS_TARGET_MIB = 32       # peak RSS above the 1 GiB blob
 FILL_NET_TARGET = 5       # fill_net VGG-19 vs torch
 
 
-def best_of(fn: Callable[[], Any], k: int) -> float:
-    """Best wall time of ``k`` calls after one warm-up call."""
-    fn()
-    times = []
-    for _ in range(k):
-        t0 = time.perf_counter()
+def best_interleaved(fns: dict[str, Callable[[], Any]], k: int) -> dict[str, float]:
+    """Best wall time of each function over ``k`` rounds that call every function once, after a warm-up.
+
+    Interleaving spreads each function's samples over the whole measurement, so a burst of load from another
+    process (this machine's cores are shared) hits every side alike instead of one side's whole sample."""
+    for fn in fns.values():
         fn()
-        times.append(time.perf_counter() - t0)
-    return min(times)
+    best = dict.fromkeys(fns, math.inf)
+    for _ in range(k):
+        for name, fn in fns.items():
+            t0 = time.perf_counter()
+            fn()
+            best[name] = min(best[name], time.perf_counter() - t0)
+    return best
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -153,27 +158,27 @@ def bench_fillers(n: int, dtype: np.dtype, k: int, torch, threads: int) -> list[
     a = np.empty(n, dtype)
     a.fill(0)  # fault the pages in once: no timing below includes first-touch page faults
     npb = NumpyBaselines(n, dtype)
-    baseline_cache: dict[str, float] = {}
     t = torch.from_numpy(a) if torch is not None else None
     rows = []
     for case in cases(n):
         view = a.reshape(case.shape) if case.shape else a
-        ours = best_of(lambda: fillers.fill(view, case.filler, seed=1, threads=threads), k)
-        ours1 = best_of(lambda: fillers.fill(view, case.filler, seed=1, threads=1), max(1, k - 2))
-        if case.numpy not in baseline_cache:
-            baseline_cache[case.numpy] = best_of(lambda: npb.run(case.numpy, a, case), max(1, k - 2))
-        t_np = baseline_cache[case.numpy]
-        t_torch = None
+        fns = {
+            "ours": lambda: fillers.fill(view, case.filler, seed=1, threads=threads),
+            "ours_1thread": lambda: fillers.fill(view, case.filler, seed=1, threads=1),
+            "numpy": lambda: npb.run(case.numpy, a, case),
+        }
         if t is not None and case.torch:
             tv = t.view(case.shape) if case.shape else t
             init = getattr(torch.nn.init, case.torch)
-            t_torch = best_of(lambda: init(tv, *case.torch_args), max(1, k - 2))
+            fns["torch"] = lambda: init(tv, *case.torch_args)
+        best = best_interleaved(fns, k)
+        ours, t_torch = best["ours"], best.get("torch")
         rows.append({
             "filler": case.name, "dtype": np.dtype(dtype).name, "n": n,
             "seconds": ours, "mfloat_s": n / ours / 1e6,
-            "numpy_seconds": t_np, "ratio_numpy": t_np / ours,
+            "numpy_seconds": best["numpy"], "ratio_numpy": best["numpy"] / ours,
             "torch_seconds": t_torch, "ratio_torch": (t_torch / ours) if t_torch else None,
-            "seconds_1thread": ours1, "thread_scaling": ours1 / ours,
+            "seconds_1thread": best["ours_1thread"], "thread_scaling": best["ours_1thread"] / ours,
         })
         print_row(rows[-1])
     del a, t, npb
@@ -229,12 +234,16 @@ def bench_fill_net(torch, k: int) -> dict:
     blobs = [b for layer in fillers.infer_shapes(net) for b in layer.blobs if b.share_owner is None]
     n_params = sum(math.prod(b.shape) for b in blobs)
     kinds = sorted({b.filler.type for b in blobs})
-    ours = best_of(lambda: fillers.fill_net(net, seed=1), k)
+    fns = {"ours": lambda: fillers.fill_net(net, seed=1)}
+    if torch is not None:
+        fns["torch"] = lambda: torch_create(torch, blobs)
+    best = best_interleaved(fns, k)
+    ours = best["ours"]
     result = {"parameters": n_params, "fillers": kinds, "seconds": ours}
     line = (f"\nfill_net VGG-19 float32 ({n_params / 1e6:.1f} M parameters, fillers: {', '.join(kinds)}): "
             f"{ours * 1e3:.0f} ms")
     if torch is not None:
-        t_torch = best_of(lambda: torch_create(torch, blobs), k)
+        t_torch = best["torch"]
         result.update(torch_seconds=t_torch, ratio_torch=t_torch / ours)
         line += f"; torch.nn.init {t_torch * 1e3:.0f} ms; ratio {t_torch / ours:.2f}x"
     print(line)
