@@ -29,6 +29,8 @@ def extension(name, sources):
     return Extension(
         f"fillers.{name}",
         [f"fillers/{name}.pyx", *sources],
+        # the kernels include templates and headers: any change must rebuild (setuptools only sees .c files)
+        depends=sorted(str(p) for p in Path("fillers/src").glob("*.h")),
         extra_compile_args=COMPILE_ARGS,
         extra_link_args=["-fopenmp"],
     )

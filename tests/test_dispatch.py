@@ -141,18 +141,22 @@ def test_any_piece_any_path(offset, length, seed, kind, dtype):
         _kernels.set_simd_path("auto")
 
 
-def test_block_counter_carries_into_the_high_word(simd_path):
-    """Pieces around flat index 2^34 (block 2^32): the block counter's high word changes mid-group."""
-    shape = (2**35,)
+@pytest.mark.parametrize("where", ["block 2^32", "end of 2^63"])
+def test_extreme_indices(simd_path, where):
+    """Around block 2^32 the block counter's high word changes mid-group; the last elements of a blob of
+    2^63 - 1 elements end inside a group."""
     for kind in ("uniform", "gaussian", "sparse"):
         for dtype in DTYPES:
-            offset = 2**34 - 37 if dtype == np.float32 else 2**33 - 37
-            ref_path = "scalar"
-            simd_path(ref_path)
-            ref = _fill(shape, FILLERS[kind], dtype, offset=offset, length=100)
+            if where == "block 2^32":
+                shape, offset = (2**35,), (2**34 if dtype == np.float32 else 2**33) - 37
+            else:
+                shape, offset = (2**63 - 1,), 2**63 - 1 - 77
+            simd_path("scalar")
+            ref = _fill(shape, FILLERS[kind], dtype, offset=offset, length=77)
+            assert np.isfinite(ref).all()
             for path in SIMD_PATHS:
                 simd_path(path)
-                assert _fill(shape, FILLERS[kind], dtype, offset=offset, length=100).tobytes() == ref.tobytes()
+                assert _fill(shape, FILLERS[kind], dtype, offset=offset, length=77).tobytes() == ref.tobytes()
 
 
 @pytest.mark.parametrize("path", PATHS)

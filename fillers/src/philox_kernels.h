@@ -18,19 +18,19 @@
 
 /* Run BODY (which writes the group's GE elements to `dst`) for every group g meeting [first, first + n);
  * groups cut by either end are computed into a buffer and their overlap copied.  IN_PLACE: BODY reads dst
- * too, so the buffer is loaded with the overlap first. */
+ * too, so the buffer is loaded with the overlap first.  Unsigned, so the last group may reach past 2^63. */
 #define FL_FOR_GROUPS(T, GE, FIRST, N, OUT, IN_PLACE, ...)                                                \
     do {                                                                                                \
-        const int64_t fl_first = (FIRST), fl_end = (FIRST) + (N);                                       \
-        for (int64_t g = fl_first / (GE); g * (GE) < fl_end; ++g) {                                     \
-            const int64_t fl_start = g * (GE);                                                          \
+        const uint64_t fl_first = (uint64_t)(FIRST), fl_end = fl_first + (uint64_t)(N);                 \
+        for (uint64_t g = fl_first / (GE); g * (GE) < fl_end; ++g) {                                    \
+            const uint64_t fl_start = g * (GE);                                                         \
             if (fl_start >= fl_first && fl_start + (GE) <= fl_end) {                                    \
                 T *dst = (OUT) + (fl_start - fl_first);                                                 \
                 __VA_ARGS__                                                                             \
             } else {                                                                                    \
                 T fl_buf[GE];                                                                           \
-                const int64_t fl_lo = fl_start > fl_first ? fl_start : fl_first;                        \
-                const int64_t fl_hi = fl_start + (GE) < fl_end ? fl_start + (GE) : fl_end;              \
+                const uint64_t fl_lo = fl_start > fl_first ? fl_start : fl_first;                       \
+                const uint64_t fl_hi = fl_start + (GE) < fl_end ? fl_start + (GE) : fl_end;             \
                 const size_t fl_bytes = (size_t)(fl_hi - fl_lo) * sizeof(T);                            \
                 T *dst = fl_buf;                                                                        \
                 if (IN_PLACE) {                                                                         \
@@ -51,7 +51,7 @@ FL_KERNEL void FL_SFX(fl_uniform_f32)(const fl_philox_key *key, int64_t first, i
     const FL_VF vlo = F_SET(lo), vspan = F_SET(hi - lo), vhi = F_SET(hi);
     FL_FOR_GROUPS(float, 4 * FL_GB, first, n, out, 0, {
         FL_VU w[FL_NWV];
-        FL_SFX(fl_group_words)(&rk, (uint64_t)g * FL_GB, w);
+        FL_SFX(fl_group_words)(&rk, g * FL_GB, w);
         for (int v = 0; v < FL_NWV; ++v)
             F_STORE(dst + v * FL_NF, FL_SFX(fl_uniform_map_f32)(w[v], vlo, vspan, vhi));
     });
@@ -66,7 +66,7 @@ FL_KERNEL void FL_SFX(fl_uniform_f64)(const fl_philox_key *key, int64_t first, i
     FL_FOR_GROUPS(double, 2 * FL_GB, first, n, out, 0, {
         FL_VQ a[FL_NQV], c[FL_NQV];
         FL_VD xa[FL_NQV], xc[FL_NQV];
-        FL_SFX(fl_group_halves)(&rk, (uint64_t)g * FL_GB, a, c);
+        FL_SFX(fl_group_halves)(&rk, g * FL_GB, a, c);
         for (int v = 0; v < FL_NQV; ++v) {
             xa[v] = FL_SFX(fl_uniform_map_f64)(a[v], vlo, vspan, vhi);
             xc[v] = FL_SFX(fl_uniform_map_f64)(c[v], vlo, vspan, vhi);
@@ -84,7 +84,7 @@ FL_KERNEL void FL_SFX(fl_gaussian_f32)(const fl_philox_key *key, int64_t first, 
     FL_FOR_GROUPS(float, 4 * FL_GB, first, n, out, 0, {
         FL_VU w1[FL_NPV], w2[FL_NPV];
         FL_VF x0[FL_NPV], x1[FL_NPV];
-        FL_SFX(fl_group_pairs)(&rk, (uint64_t)g * FL_GB, w1, w2);
+        FL_SFX(fl_group_pairs)(&rk, g * FL_GB, w1, w2);
         for (int v = 0; v < FL_NPV; ++v)
             FL_SFX(fl_box_muller_f32)(w1[v], w2[v], vmean, vstd, &x0[v], &x1[v]);
         FL_SFX(fl_store_pairs_f32)(x0, x1, dst);
@@ -100,7 +100,7 @@ FL_KERNEL void FL_SFX(fl_gaussian_f64)(const fl_philox_key *key, int64_t first, 
     FL_FOR_GROUPS(double, 2 * FL_GB, first, n, out, 0, {
         FL_VQ a[FL_NQV], c[FL_NQV];
         FL_VD x0[FL_NQV], x1[FL_NQV];
-        FL_SFX(fl_group_halves)(&rk, (uint64_t)g * FL_GB, a, c);
+        FL_SFX(fl_group_halves)(&rk, g * FL_GB, a, c);
         for (int v = 0; v < FL_NQV; ++v)
             FL_SFX(fl_box_muller_f64)(a[v], c[v], vmean, vstd, &x0[v], &x1[v]);
         FL_SFX(fl_store_halves_f64)(x0, x1, dst);
@@ -117,7 +117,7 @@ FL_KERNEL void FL_SFX(fl_gaussian_f64)(const fl_philox_key *key, int64_t first, 
         fl_make_round_keys(key, &rk);                                                                     \
         FL_FOR_GROUPS(T, 4 * FL_GB, first, n, out, 1, {                                                   \
             FL_VU w[FL_NWV];                                                                              \
-            FL_SFX(fl_group_words)(&rk, FL_MASK_DOMAIN | ((uint64_t)g * FL_GB), w);                       \
+            FL_SFX(fl_group_words)(&rk, FL_MASK_DOMAIN | (g * FL_GB), w);                       \
             for (int v = 0; v < FL_NWV; ++v)                                                              \
                 FL_SFX(fl_keep_##SUFFIX)(w[v], thr, dst + v * FL_NF);                                     \
         });                                                                                               \
