@@ -2,16 +2,17 @@
 
 Usage::
 
-    python benchmarks/run.py [--quick] [--out benchmarks/results.json]
+    python benchmarks/run.py [--quick] [--out benchmarks/results.json] [--readme README.md]
 
 Every filler fills 64 Mi elements (float32, then float64) with all cores and is compared with numpy's
 nearest equivalent (``Generator(PCG64)``, single-threaded as numpy is) and, when torch is importable, with
 ``torch.nn.init`` on the same memory (all cores), each timed best-of-k after a warm-up in this same run.
 Also: thread scaling 1 -> all cores, peak RSS while filling a 1 GiB blob (in a subprocess), ``fill_net`` of
-VGG-19 against a torch script creating the same tensors (once ``fillers.fill_net`` exists), and the
-Caffe-exact stream's section from ``benchmarks/bench_caffe.py`` when present.  Prints a table and writes
-``benchmarks/results.json`` (with the machine: CPU model, cores, versions, SIMD path).  ``--quick`` uses
-4 Mi elements (a smoke test, not a measurement).
+VGG-19 against a torch script creating the same tensors, and the Caffe-exact stream's section from
+``benchmarks/bench_caffe.py`` when present.  Prints a table and the issue's targets, writes
+``benchmarks/results.json`` (with the machine: CPU model, cores, versions, SIMD path) and, with
+``--readme``, rewrites the table between the README's benchmark-table markers.  ``--quick`` uses 4 Mi
+elements (a smoke test, not a measurement).
 """
 from __future__ import annotations
 
@@ -345,10 +346,48 @@ def check_targets(rows: list[dict], rss: dict, fill_net: dict) -> list[str]:
     return lines
 
 
+def markdown(results: dict) -> str:
+    """The README's table: the machine, one row per filler and dtype, then the other measurements."""
+    m = results["machine"]
+    lines = [f"{m['cpu']}, {m['cores']} cores, SIMD path {m['simd_path']}; numpy {m['numpy']}, "
+             f"torch {m['torch'] or '-'}; {results['elements'] >> 20} Mi elements, {results['date'][:10]}.", "",
+             f"| filler | dtype | Mfloat/s | x numpy | x torch | threads 1 -> {m['cores']} |",
+             "|---|---|---:|---:|---:|---:|"]
+    for r in results["fillers"]:
+        torch_ratio = f"{r['ratio_torch']:.2f}" if r["ratio_torch"] else "-"
+        lines.append(f"| {r['filler']} | {r['dtype']} | {r['mfloat_s']:.0f} | {r['ratio_numpy']:.2f} | "
+                     f"{torch_ratio} | {r['thread_scaling']:.2f} |")
+    lines.append("")
+    if "max_over_blob_mib" in results["rss"]:
+        lines.append(f"Peak RSS while filling a 1 GiB blob: {results['rss']['max_over_blob_mib']:.1f} MiB above the "
+                     "blob.")
+    net = results["fill_net_vgg19"]
+    if "seconds" in net:
+        lines.append(f"`fill_net` VGG-19 float32 ({net['parameters'] / 1e6:.1f} M parameters, fillers: "
+                     f"{', '.join(net['fillers'])}): {net['seconds'] * 1e3:.0f} ms"
+                     + (f", {net['ratio_torch']:.2f}x torch.nn.init." if "ratio_torch" in net else "."))
+    caffe = results.get("caffe")
+    if caffe and "kinds" in caffe:
+        lines.append("Caffe-exact stream vs numpy MT19937: "
+                     + ", ".join(f"{k} {v['ratio']:.2f}x" for k, v in caffe["kinds"].items()) + ".")
+    return "\n".join(lines)
+
+
+def update_readme(path: Path, table: str) -> None:
+    """Replace what lies between the README's benchmark-table markers."""
+    begin, end = "<!-- benchmark-table -->", "<!-- /benchmark-table -->"
+    text = path.read_text()
+    if begin not in text or end not in text:
+        raise SystemExit(f"{path}: no {begin} ... {end} markers")
+    head, rest = text.split(begin, 1)
+    path.write_text(f"{head}{begin}\n{table}\n{end}{rest.split(end, 1)[1]}")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="4 Mi elements, fewer repeats (smoke test)")
     parser.add_argument("--out", type=Path, default=HERE / "results.json", help="where to write the results")
+    parser.add_argument("--readme", type=Path, help="also rewrite the table in this README")
     args = parser.parse_args(argv)
 
     n = (4 if args.quick else 64) << 20
@@ -380,6 +419,9 @@ def main(argv: list[str] | None = None) -> int:
     tmp.write_text(json.dumps(results, indent=1) + "\n")
     tmp.replace(args.out)
     print(f"wrote {args.out}")
+    if args.readme:
+        update_readme(args.readme, markdown(results))
+        print(f"updated {args.readme}")
     return 0
 
 

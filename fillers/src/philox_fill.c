@@ -8,7 +8,7 @@
 #include <string.h>
 #include "philox_fill.h"
 
-#if (defined(__x86_64__) || defined(__i386__)) && (defined(__GNUC__) || defined(__clang__))
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__)) /* SSE2 scalar math: no x87 excess precision */
 #define FL_X86_SIMD 1
 #include <immintrin.h>
 #else
