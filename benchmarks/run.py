@@ -135,11 +135,10 @@ class NumpyBaselines:
             a *= self.mask
         elif key == "bilinear":
             kk = p["k"]
-            f = np.float32(math.ceil(kk / 2))
-            c = np.float32((kk - 1) / (2.0 * f))
-            x = np.arange(kk, dtype=np.float32)
-            w = 1 - np.abs(x / f - c)
-            a.reshape(-1, kk * kk)[...] = np.outer(w, w).astype(dt).reshape(-1)
+            f = dt.type(math.ceil(kk / 2))
+            c = dt.type((kk - 1) / (2.0 * float(f)))
+            w = 1 - np.abs(np.arange(kk, dtype=dt) / f - c)
+            a.reshape(-1, kk * kk)[...] = np.outer(w, w).reshape(-1)
         else:  # pragma: no cover
             raise KeyError(key)
 
@@ -182,7 +181,6 @@ def bench_fillers(n: int, dtype: np.dtype, k: int, torch, threads: int) -> list[
             "seconds_1thread": best["ours_1thread"], "thread_scaling": best["ours_1thread"] / ours,
         })
         print_row(rows[-1])
-    del a, t, npb
     return rows
 
 
@@ -215,8 +213,8 @@ def bench_rss() -> dict:
         return {"error": proc.stderr.strip().splitlines()[-1] if proc.stderr else "failed"}
     over = json.loads(proc.stdout)
     worst = max(over.values())
-    print(f"\npeak RSS above a 1 GiB blob: {worst / 2**20:.1f} MiB (max over "
-          + ", ".join(f"{k.split()[1]} {v / 2**20:.1f}" for k, v in over.items()) + ")")
+    print(f"\npeak RSS above a 1 GiB blob: {worst / 2**10:.0f} KiB (max over "
+          + ", ".join(f"{k.split()[1]} {v / 2**10:.0f}" for k, v in over.items()) + ")")
     return {"over_blob_bytes": over, "max_over_blob_mib": worst / 2**20}
 
 
@@ -359,8 +357,8 @@ def markdown(results: dict) -> str:
                      f"{torch_ratio} | {r['thread_scaling']:.2f} |")
     lines.append("")
     if "max_over_blob_mib" in results["rss"]:
-        lines.append(f"Peak RSS while filling a 1 GiB blob: {results['rss']['max_over_blob_mib']:.1f} MiB above the "
-                     "blob.")
+        lines.append(f"Peak RSS while filling a 1 GiB blob: {results['rss']['max_over_blob_mib'] * 1024:.0f} KiB above "
+                     "the blob.")
     net = results["fill_net_vgg19"]
     if "seconds" in net:
         lines.append(f"`fill_net` VGG-19 float32 ({net['parameters'] / 1e6:.1f} M parameters, fillers: "
