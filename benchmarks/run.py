@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
+from google.protobuf import text_format
 
 import fillers
 from fillers import _kernels
@@ -218,18 +219,29 @@ def bench_rss() -> dict:
     return {"over_blob_bytes": over, "max_over_blob_mib": worst / 2**20}
 
 
-def bench_fill_net(torch, k: int) -> dict:
+def vgg19(weight_filler: str | None = None):
+    """The corpus VGG-19 deploy net, or None when the corpus is absent; with ``weight_filler`` (FillerParameter
+    text) every convolution and inner product weight gets that filler instead of the deploy file's none."""
+    path = CORPUS / VGG19
+    if not path.exists():
+        return None
+    net = fillers.load_net(str(path))
+    if weight_filler is not None:
+        for layer in net.layer:
+            if layer.type == "Convolution":
+                text_format.Parse(weight_filler, layer.convolution_param.weight_filler)
+            elif layer.type == "InnerProduct":
+                text_format.Parse(weight_filler, layer.inner_product_param.weight_filler)
+    return net
+
+
+def bench_fill_net(torch, k: int, net, label: str) -> dict:
     """fill_net of VGG-19 (float32, all cores) against torch creating the same tensors with torch.nn.init.
 
     Both sides allocate fresh arrays every time (what a user pays, page faults included)."""
-    path = CORPUS / VGG19
-    if not hasattr(fillers, "fill_net"):
-        print("\nfill_net VGG-19: skipped (fillers.fill_net not available)")
-        return {"skipped": "fillers.fill_net not available"}
-    if not path.exists():
-        print(f"\nfill_net VGG-19: skipped ({path} not found)")
-        return {"skipped": f"{path} not found"}
-    net = fillers.load_net(str(path))
+    if net is None:
+        print(f"\nfill_net {label}: skipped ({CORPUS / VGG19} not found)")
+        return {"skipped": f"{CORPUS / VGG19} not found"}
     blobs = [b for layer in fillers.infer_shapes(net) for b in layer.blobs if b.share_owner is None]
     n_params = sum(math.prod(b.shape) for b in blobs)
     kinds = sorted({b.filler.type for b in blobs})
@@ -238,8 +250,8 @@ def bench_fill_net(torch, k: int) -> dict:
         fns["torch"] = lambda: torch_create(torch, blobs)
     best = best_interleaved(fns, k)
     ours = best["ours"]
-    result = {"parameters": n_params, "fillers": kinds, "seconds": ours}
-    line = (f"\nfill_net VGG-19 float32 ({n_params / 1e6:.1f} M parameters, fillers: {', '.join(kinds)}): "
+    result = {"label": label, "parameters": n_params, "fillers": kinds, "seconds": ours}
+    line = (f"\nfill_net {label} float32 ({n_params / 1e6:.1f} M parameters, fillers: {', '.join(kinds)}): "
             f"{ours * 1e3:.0f} ms")
     if torch is not None:
         t_torch = best["torch"]
@@ -359,11 +371,12 @@ def markdown(results: dict) -> str:
     if "max_over_blob_mib" in results["rss"]:
         lines.append(f"Peak RSS while filling a 1 GiB blob: {results['rss']['max_over_blob_mib'] * 1024:.0f} KiB above "
                      "the blob.")
-    net = results["fill_net_vgg19"]
-    if "seconds" in net:
-        lines.append(f"`fill_net` VGG-19 float32 ({net['parameters'] / 1e6:.1f} M parameters, fillers: "
-                     f"{', '.join(net['fillers'])}): {net['seconds'] * 1e3:.0f} ms"
-                     + (f", {net['ratio_torch']:.2f}x torch.nn.init." if "ratio_torch" in net else "."))
+    for key in ("fill_net_vgg19", "fill_net_vgg19_gaussian"):
+        net = results.get(key, {})
+        if "seconds" in net:
+            lines.append(f"`fill_net` {net['label']} float32 ({net['parameters'] / 1e6:.1f} M parameters, "
+                         f"fillers: {', '.join(net['fillers'])}): {net['seconds'] * 1e3:.0f} ms"
+                         + (f", {net['ratio_torch']:.2f}x torch.nn.init." if "ratio_torch" in net else "."))
     caffe = results.get("caffe")
     if caffe and "kinds" in caffe:
         lines.append("Caffe-exact stream vs numpy MT19937: "
@@ -400,7 +413,9 @@ def main(argv: list[str] | None = None) -> int:
     rows = bench_fillers(n, np.dtype(np.float32), k, torch, threads)
     rows += bench_fillers(n, np.dtype(np.float64), max(2, k - 2), torch, threads)
     rss = bench_rss() if not args.quick else {}
-    fill_net = bench_fill_net(torch, 3 if not args.quick else 1)
+    fill_net = bench_fill_net(torch, 3 if not args.quick else 1, vgg19(), "VGG-19 (deploy: constant fillers)")
+    fill_net_gaussian = bench_fill_net(torch, 3 if not args.quick else 1, vgg19('type: "gaussian" std: 0.01'),
+                                       "VGG-19 (weights gaussian std 0.01)")
     caffe = bench_caffe(n, max(2, k - 2))
     elapsed = time.perf_counter() - started
 
@@ -411,7 +426,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\n{elapsed:.0f} s")
 
     results = {"machine": info, "elements": n, "best_of": k, "threads": threads, "fillers": rows,
-               "rss": rss, "fill_net_vgg19": fill_net, "caffe": caffe, "targets": summary,
+               "rss": rss, "fill_net_vgg19": fill_net, "fill_net_vgg19_gaussian": fill_net_gaussian,
+               "caffe": caffe, "targets": summary,
                "seconds": elapsed, "date": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
     tmp = args.out.with_suffix(args.out.suffix + ".tmp")
     tmp.write_text(json.dumps(results, indent=1) + "\n")

@@ -169,3 +169,15 @@ def test_repeated_layer_names_get_unique_keys():
     assert list(params) == ["conv", "fc", "conv#2", "fc#2"]
     assert params["conv#2"][0].shape == (4, 5)  # a convolution over (2, 5): no spatial axes
     assert not np.array_equal(params["fc"][1], params["fc#2"][1])
+
+
+def test_zero_constants_are_positive_zeros_and_negative_zero_is_kept():
+    net = load_net(
+        'layer { name: "in" type: "Input" top: "x" input_param { shape { dim: 2 dim: 3 } } }\n'
+        'layer { name: "ip" type: "InnerProduct" bottom: "x" top: "y" inner_product_param { num_output: 4 '
+        'weight_filler { type: "constant" value: -0.0 } } }\n'
+    )
+    for rng in ("philox", "caffe"):
+        weight, bias = fill_net(net, rng=rng)["ip"]
+        assert np.all(weight == 0) and np.all(np.signbit(weight))
+        assert np.all(bias == 0) and not np.any(np.signbit(bias)) and bias.flags.writeable
