@@ -583,11 +583,12 @@ def _im2col(layer: _Layer) -> list[Shape | _Unknown]:
 # Pooling
 
 
-def _pool_out(size: int, kernel: int, stride: int, pad: int, ceil: bool) -> int:
-    """Caffe's pooled size: float division rounded by round_mode, then the last-window clip with padding."""
+def _pool_out(size: int, kernel: int, stride: int, pad: int, ceil: bool, padded: bool) -> int:
+    """Caffe's pooled size: float division rounded by round_mode, then, when the layer has any padding
+    (``padded``: pad_h or pad_w, on either axis), the clip of a last window that starts in the padding."""
     ratio = np.float32(size + 2 * pad - kernel) / np.float32(stride)
     pooled = int(np.ceil(ratio) if ceil else np.floor(ratio)) + 1
-    if pad and (pooled - 1) * stride >= size + pad:
+    if padded and (pooled - 1) * stride >= size + pad:
         pooled -= 1
     return pooled
 
@@ -622,9 +623,10 @@ def _pool_shape(layer: _Layer, pp: Any, shape: Shape) -> Shape:
     n, c, h, w = shape
     kh, kw, ph, pw, sh, sw = _pool_params(layer, pp, h, w)
     ceil = pp.round_mode == pp.CEIL
-    out_h, out_w = _pool_out(h, kh, sh, ph, ceil), _pool_out(w, kw, sw, pw, ceil)
-    layer.check(not ph or (out_h - 1) * sh < h + ph, "the last pooling window starts in the padding")
-    layer.check(not pw or (out_w - 1) * sw < w + pw, "the last pooling window starts in the padding")
+    padded = bool(ph or pw)  # Caffe clips and checks both axes when either has padding
+    out_h, out_w = _pool_out(h, kh, sh, ph, ceil, padded), _pool_out(w, kw, sw, pw, ceil, padded)
+    layer.check(not padded or (out_h - 1) * sh < h + ph, "the last pooling window starts in the padding")
+    layer.check(not padded or (out_w - 1) * sw < w + pw, "the last pooling window starts in the padding")
     return layer.shape((n, c, out_h, out_w))
 
 

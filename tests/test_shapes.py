@@ -185,6 +185,13 @@ def test_pooling_hw_fields():
     assert top_after((1, 1, 9, 8), pool("kernel_h: 3 kernel_w: 2 stride_h: 3 stride_w: 2"), "p") == 3 * 4
 
 
+def test_pooling_clips_both_axes_when_either_is_padded():
+    # Caffe: if (pad_h || pad_w) the last-window clip applies to both axes.  Width: ceil((6 - 2) / 3) + 1 = 3,
+    # and (3 - 1) * 3 >= 6 + 0 drops the window that starts past the input, although pad_w is 0.
+    params = "pool: MAX kernel_h: 3 kernel_w: 2 stride_h: 2 stride_w: 3 pad_h: 1 pad_w: 0"
+    assert top_after((1, 1, 9, 6), pool(params), "p") == 5 * 2
+
+
 def test_pooling_rejects_bad_parameters():
     with pytest.raises(ShapeError, match="not both"):
         infer_shapes(net(with_input((1, 1, 8, 8), pool("kernel_size: 2 kernel_h: 2 kernel_w: 2"))))
