@@ -157,7 +157,9 @@ def fill_net(
         for i, blob in enumerate(layer.blobs):
             if blob.share_owner is not None:
                 owner, index = blob.share_owner
-                out[key][i] = out[first_key[owner]][index]
+                shared = out[first_key[owner]][index]
+                # PERMISSIVE sharing keeps the sharer's shape over the owner's data (equal counts).
+                out[key][i] = shared if shared.shape == blob.shape else shared.reshape(blob.shape)
     return out
 
 

@@ -181,3 +181,17 @@ def test_zero_constants_are_positive_zeros_and_negative_zero_is_kept():
         weight, bias = fill_net(net, rng=rng)["ip"]
         assert np.all(weight == 0) and np.all(np.signbit(weight))
         assert np.all(bias == 0) and not np.any(np.signbit(bias)) and bias.flags.writeable
+
+
+def test_permissive_sharing_keeps_the_sharers_shape_over_the_owners_memory():
+    text = """
+    layer { name: "in" type: "Input" top: "x" input_param { shape { dim: 2 dim: 6 } } }
+    layer { name: "a" type: "InnerProduct" bottom: "x" top: "a" param { name: "w" }
+            inner_product_param { num_output: 3 weight_filler { type: "gaussian" } } }
+    layer { name: "b" type: "InnerProduct" bottom: "x" top: "b" param { name: "w" share_mode: PERMISSIVE }
+            inner_product_param { num_output: 3 transpose: true weight_filler { type: "gaussian" } } }
+    """
+    params = fill_net(load_net(text), seed=3)
+    owner, sharer = params["a"][0], params["b"][0]
+    assert owner.shape == (3, 6) and sharer.shape == (6, 3)
+    assert np.shares_memory(owner, sharer) and sharer.tobytes() == owner.tobytes()
