@@ -39,6 +39,7 @@ from fillers.caffe_pb2 import (
     NetStateRule,
     PoolingParameter,
 )
+from fillers._params import resolve
 from fillers.prototxt import load_net
 from fillers.upgrade import net_needs_upgrade, upgrade_net
 
@@ -1294,6 +1295,11 @@ def _layer_blobs(layer: _Layer, owners: dict[str, tuple[str, int, Shape]], draws
     fills = layer.fills if layer.fills is not None else [
         FillStep(i, shape, filler) for i, (shape, filler) in enumerate(layer.blobs)
     ]
+    for step in fills:  # a filler Caffe's setup would reject (unknown type, sparse > 1, xavier on 0-D ...)
+        try:
+            resolve(step.filler, step.shape, np.float32)
+        except ValueError as err:
+            raise layer.error(f"blob {step.blob}: {err}") from None
     return LayerBlobs(name=param.name, type=param.type, blobs=specs, fills=tuple(fills), raw_draws_before=draws)
 
 

@@ -684,3 +684,17 @@ def test_accepts_paths_and_legacy_messages(tmp_path):
     assert shapes(infer_shapes(net(v1))) == expected
     with pytest.raises(TypeError, match="NetParameter or a prototxt path"):
         infer_shapes(42)
+
+
+@pytest.mark.parametrize(
+    "filler, message",
+    [
+        ('weight_filler { type: "gabor" }', "blob 0: unknown filler type 'gabor'"),
+        ('weight_filler { type: "gaussian" sparse: 5 }', "blob 0: filler 'gaussian': sparse must be <= shape"),
+        ('bias_filler { type: "xavier" sparse: 1 }', "blob 1: filler 'xavier': sparse is only supported"),
+    ],
+)
+def test_fillers_caffe_would_reject_fail_the_setup(filler, message):
+    body = f'layer {{ name: "ip" type: "InnerProduct" bottom: "x" top: "y" inner_product_param {{ num_output: 3 {filler} }} }}'
+    with pytest.raises(ShapeError, match=rf"layer 'ip' \(InnerProduct\): {message}"):
+        infer_shapes(net(with_input((2, 4), body)))
