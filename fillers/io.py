@@ -143,7 +143,9 @@ def _write_caffemodel(params: Params, handle: IO[bytes], net: caffe_pb2.NetParam
                 handle.write(memoryview(data).cast("B"))
 
 
-def _blob_array(blob: caffe_pb2.BlobProto) -> np.ndarray:
+def blob_array(blob: caffe_pb2.BlobProto) -> np.ndarray:
+    """A BlobProto's values as an array of its shape (legacy num/channels/height/width blobs are 4-D), float64
+    when it holds ``double_data``, else float32."""
     if blob.HasField("shape"):
         shape = tuple(blob.shape.dim)
     else:  # legacy 4-D blob
@@ -156,7 +158,7 @@ def _blob_array(blob: caffe_pb2.BlobProto) -> np.ndarray:
 def _read_caffemodel(path: PathLike) -> dict[str, list[np.ndarray]]:
     net = caffe_pb2.NetParameter.FromString(Path(path).read_bytes())
     layers = list(net.layer) or list(net.layers)  # current or V1 (`layers`) models
-    return {layer.name: [_blob_array(blob) for blob in layer.blobs] for layer in layers if len(layer.blobs)}
+    return {layer.name: [blob_array(blob) for blob in layer.blobs] for layer in layers if len(layer.blobs)}
 
 
 def save(params: Params, path: PathLike, *, net: caffe_pb2.NetParameter | None = None) -> None:

@@ -69,6 +69,8 @@ def _runs(layer: LayerBlobs, caffe: bool) -> list[tuple[int | None, tuple[int, .
     """The filler runs of a layer: Caffe's (every run, shared blobs too) or Philox's (owned blobs only)."""
     if caffe:
         return [(step.blob, step.shape, step.filler) for step in layer.fills]
+    if layer.given:  # values written in the net: nothing to fill
+        return []
     return [(i, blob.shape, blob.filler) for i, blob in enumerate(layer.blobs) if blob.share_owner is None]
 
 
@@ -151,6 +153,8 @@ def fill_net(
                 if index is not None:
                     arrays[index] = array
                 bar.update(array.size)
+            if layer.given:  # values written in the net replace whatever the fills made
+                arrays = [np.array(values, dt) for values in layer.given]
             out[key] = arrays
     first_key = {layer.name: key for key, layer in reversed(list(zip(keys, layers)))}
     for key, layer in zip(keys, layers):

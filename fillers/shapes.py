@@ -40,6 +40,7 @@ from fillers.caffe_pb2 import (
     PoolingParameter,
 )
 from fillers._params import resolve
+from fillers.io import blob_array
 from fillers.prototxt import load_net
 from fillers.upgrade import net_needs_upgrade, upgrade_net
 
@@ -105,6 +106,9 @@ class LayerBlobs:
     raw_draws_before : int
         How many raw 32-bit words Caffe takes from its global random stream (``caffe_rng_rand()``) between
         the setup of the previous listed layer and this one: the seeds that data layers draw in setup.
+    given : tuple of numpy.ndarray
+        Values written in the net itself (``LayerParameter.blobs``): Caffe uses them and skips the layer's
+        fillers (a recurrent layer still builds, and so fills, its unrolled net first).
     """
 
     name: str
@@ -112,6 +116,7 @@ class LayerBlobs:
     blobs: list[BlobSpec]
     fills: tuple[FillStep, ...] = ()
     raw_draws_before: int = 0
+    given: tuple[np.ndarray, ...] = ()
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -1295,12 +1300,20 @@ def _layer_blobs(layer: _Layer, owners: dict[str, tuple[str, int, Shape]], draws
     fills = layer.fills if layer.fills is not None else [
         FillStep(i, shape, filler) for i, (shape, filler) in enumerate(layer.blobs)
     ]
+    given = tuple(blob_array(blob) for blob in param.blobs)
+    if given:
+        expected = [shape for shape, _ in layer.blobs]
+        if [g.shape for g in given] != expected:
+            raise layer.error(f"the net gives blobs of shapes {[g.shape for g in given]}; the layer's are {expected}")
+        if layer.fills is None:  # "Skipping parameter initialization"
+            fills = []
     for step in fills:  # a filler Caffe's setup would reject (unknown type, sparse > 1, xavier on 0-D ...)
         try:
             resolve(step.filler, step.shape, np.float32)
         except ValueError as err:
             raise layer.error(f"blob {step.blob}: {err}") from None
-    return LayerBlobs(name=param.name, type=param.type, blobs=specs, fills=tuple(fills), raw_draws_before=draws)
+    return LayerBlobs(name=param.name, type=param.type, blobs=specs, fills=tuple(fills), raw_draws_before=draws,
+                      given=given)
 
 
 def infer_shapes(

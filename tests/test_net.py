@@ -195,3 +195,25 @@ def test_permissive_sharing_keeps_the_sharers_shape_over_the_owners_memory():
     owner, sharer = params["a"][0], params["b"][0]
     assert owner.shape == (3, 6) and sharer.shape == (6, 3)
     assert np.shares_memory(owner, sharer) and sharer.tobytes() == owner.tobytes()
+
+
+def test_blobs_written_in_the_net_are_used_and_skip_the_fillers():
+    given = """
+    layer { name: "in" type: "Input" top: "x" input_param { shape { dim: 2 dim: 3 } } }
+    layer { name: "fixed" type: "InnerProduct" bottom: "x" top: "a"
+            inner_product_param { num_output: 2 weight_filler { type: "gaussian" } }
+            blobs { shape { dim: 2 dim: 3 } data: [1, 2, 3, 4, 5, 6] }
+            blobs { shape { dim: 2 } double_data: [0.5, -0.5] } }
+    layer { name: "free" type: "InnerProduct" bottom: "a" top: "b"
+            inner_product_param { num_output: 4 weight_filler { type: "gaussian" } } }
+    """
+    for rng in ("philox", "caffe"):
+        params = fill_net(load_net(given), seed=5, rng=rng)
+        np.testing.assert_array_equal(params["fixed"][0], [[1, 2, 3], [4, 5, 6]])
+        np.testing.assert_array_equal(params["fixed"][1], [0.5, -0.5])
+        assert params["fixed"][0].dtype == np.float32
+    # Caffe draws nothing for the given layer: the next layer gets the stream's first values.
+    expected = fill(np.empty((4, 2), np.float32), "gaussian", rng=CaffeRNG(5))
+    assert fill_net(load_net(given), seed=5, rng="caffe")["free"][0].tobytes() == expected.tobytes()
+    with pytest.raises(ShapeError, match="the net gives blobs of shapes"):
+        fill_net(load_net(given.replace("dim: 2 dim: 3 } data", "dim: 3 dim: 2 } data")))
