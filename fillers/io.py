@@ -199,10 +199,16 @@ def save(params: Params, path: PathLike, *, net: caffe_pb2.NetParameter | None =
                                 for i, blob in enumerate(blobs)})
     elif fmt == ".h5":
         h5py = _optional("h5py", "h5")
+        nested = [layer for layer in params if "/" in layer]
+        if nested:  # HDF5 would nest groups, which Caffe's CopyTrainedLayersFromHDF5 does not look into
+            raise ValueError(
+                f"layer name {nested[0]!r} contains '/', which Caffe's HDF5 layout cannot hold (Caffe would skip "
+                "or reject it); use .caffemodel, .npz or .safetensors"
+            )
         with atomic_write(path) as handle, h5py.File(handle, "w", track_order=True) as h5:
             data = h5.create_group("data", track_order=True)
             for layer, blobs in params.items():
-                group = data.create_group(layer, track_order=True)  # a '/' in a name nests groups
+                group = data.create_group(layer, track_order=True)
                 for i, blob in enumerate(blobs):
                     group.create_dataset(str(i), data=blob)
     else:
@@ -245,18 +251,8 @@ def load(path: PathLike) -> dict[str, list[np.ndarray]]:
             return _nested({key: npz[key] for key in npz.files}, "/")
     if fmt == ".h5":
         h5py = _optional("h5py", "h5")
-        flat: dict[str, np.ndarray] = {}
-
-        def collect(group, prefix: str) -> None:  # in creation order where the file tracks it
-            for key, node in group.items():
-                if isinstance(node, h5py.Dataset):
-                    flat[prefix + key] = node[()]
-                else:
-                    collect(node, f"{prefix}{key}/")
-
-        with h5py.File(path, "r") as h5:
-            collect(h5["data"], "")
-        return _nested(flat, "/")
+        with h5py.File(path, "r") as h5:  # data/<layer>/<i>, layers in creation order where the file tracks it
+            return {layer: [group[i][()] for i in sorted(group, key=int)] for layer, group in h5["data"].items()}
     safetensors = _optional("safetensors", "safetensors")
     with safetensors.safe_open(os.fspath(path), "np") as handle:
         order = json.loads((handle.metadata() or {}).get(_ORDER_KEY, "[]"))
