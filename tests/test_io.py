@@ -73,6 +73,7 @@ def test_caffemodel_is_a_netparameter_with_names_types_and_shapes(tmp_path, para
 def test_h5_uses_caffes_layout(tmp_path, params):
     h5py = pytest.importorskip("h5py")
     path = tmp_path / "net.caffemodel.h5"
+    del params["inception_3a/1x1"]
     save(params, path)
     with h5py.File(path) as h5:
         np.testing.assert_array_equal(h5["data/conv1/1"][()], params["conv1"][1])
