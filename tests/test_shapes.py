@@ -1,8 +1,10 @@
 """Shape inference: real Caffe's blob shapes for corpus nets, each layer rule on small nets, clear errors."""
 import json
+import re
 import warnings
 from pathlib import Path
 
+import numpy as np
 import pytest
 from google.protobuf import text_format
 
@@ -669,7 +671,31 @@ def test_corpus_sweep(shared_dir, capsys):
         print(f"\ncorpus: {len(inferred)} infer, {len(failed)} ShapeError, {len(unreadable)} unreadable")
         for rel, why in failed + unreadable:
             print(f"  {rel}: {why}")
-    assert inferred
+    assert len(inferred) + len(failed) + len(unreadable) == len(files)
+    templates = [rel for rel in files if re.search(r":\s*\$\{", (shared_dir / "corpus" / rel).read_text())]
+    assert [rel for rel, _ in unreadable] == templates  # only placeholders make a file unreadable
+    for rel, why in failed:  # the clear error names the layer
+        assert why.startswith("layer '"), (rel, why)
+
+
+# The corpus's deploy nets named in the issue (families, matched on file names): all of them must fill.
+DEPLOY_NETS = ("bvlc_alexnet__deploy", "bvlc_googlenet__deploy", "VGG_ILSVRC_19_layers_deploy",
+               "ResNet-50-deploy", "SqueezeNet_v1.1__deploy", "SENet__models", "MobileNet-Caffe__mobilenet",
+               "pose_deploy", "voc-fcn8s__deploy", "SSD_300x300__deploy", "MobileNet-SSD__deploy",
+               "enet_deploy", "DenseNet_121", "shufflenet", "imagenet_winners")
+
+
+def test_corpus_deploy_nets_fill(shared_dir):
+    from fillers import fill_net
+
+    paths = sorted(p for p in (shared_dir / "corpus" / "prototxt").iterdir() if any(k in p.name for k in DEPLOY_NETS))
+    assert len(paths) >= 15
+    for path in paths:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            params = fill_net(path, seed=1)
+        blobs = [blob for blobs in params.values() for blob in blobs]
+        assert blobs and all(np.isfinite(blob).all() for blob in blobs), path.name
 
 
 def test_accepts_paths_and_legacy_messages(tmp_path):
