@@ -1212,6 +1212,33 @@ def _upsample(layer: _Layer) -> list[Shape | _Unknown]:
     return [layer.shape((n, c, out_h, out_w))]
 
 
+@_rule("Reorg")
+def _reorg(layer: _Layer) -> list[Shape | _Unknown]:
+    """Intel caffe's YOLO v2 space-to-depth: (N, C*s*s, H/s, W/s), or with ``reverse`` depth-to-space
+    (N, C/(s*s), H*s, W*s); integer division as in its ``LayerSetUp``."""
+    rp = layer.sub("reorg_param")
+    layer.check(rp.HasField("stride"), "needs reorg_param stride")
+    layer.check(rp.stride > 0, "stride must be positive")
+    n, c, h, w = layer.nchw(layer.bottom(0))
+    layer.check(layer.param.top[:1] != layer.param.bottom[:1], "does not allow in-place computation")
+    s = rp.stride
+    if rp.reverse:
+        return [layer.shape((n, c // (s * s), h * s, w * s))]
+    return [layer.shape((n, c * s * s, h // s, w // s))]
+
+
+@_rule("EvalDetection")
+def _eval_detection(layer: _Layer) -> list[Shape | _Unknown]:
+    """Intel caffe's YOLO evaluation: per item the ground-truth count of each class, then (label, score,
+    tp, fp) for every box of the side x side grid."""
+    ep = layer.sub("eval_detection_param")
+    shape = layer.bottom(0)
+    expected = ep.side * ep.side * ep.num_object * (ep.num_class + 5)
+    layer.check(_count(shape, 1) == expected,
+                f"bottom 0 {shape} must hold side*side*num_object*(num_class + 5) = {expected} values per item")
+    return [layer.shape((layer.legacy(shape, 0), ep.num_class + ep.side * ep.side * ep.num_object * 4))]
+
+
 # ----------------------------------------------------------------------------------------------------------
 # The walk
 

@@ -623,6 +623,41 @@ def test_deeplab_padding():
     assert top_after((2, 4, 9, 8), body, "t") == 4 * 6 * 5
 
 
+REORG = 'layer {{ name: "r" type: "Reorg" bottom: "x" top: "{top}" reorg_param {{ {params} }} }}\n'
+
+
+@fork
+def test_intel_reorg_moves_space_to_depth_and_back():
+    def reorg(dims: tuple, params: str) -> tuple:
+        body = REORG.format(top="r", params=params)
+        return infer_shapes(net(with_input(dims, body + conv("num_output: 1 kernel_size: 1", "r"))))[0].blobs[0].shape
+
+    assert reorg((2, 64, 26, 26), "stride: 2") == (1, 256, 1, 1)
+    assert top_after((2, 64, 26, 26), REORG.format(top="r", params="stride: 2"), "r") == 256 * 13 * 13
+    assert top_after((1, 8, 7, 9), REORG.format(top="r", params="stride: 2"), "r") == 32 * 3 * 4  # floors
+    assert top_after((1, 64, 5, 6), REORG.format(top="r", params="stride: 4 reverse: true"), "r") == 4 * 20 * 24
+
+
+@fork
+@pytest.mark.parametrize("params, top, message", [
+    ("", "r", "needs reorg_param stride"),
+    ("stride: 0", "r", "stride must be positive"),
+    ("stride: 2", "x", "does not allow in-place computation"),
+])
+def test_intel_reorg_rejects_what_its_setup_rejects(params, top, message):
+    with pytest.raises(ShapeError, match=rf"layer 'r' \(Reorg\): {message}"):
+        infer_shapes(net(with_input((1, 4, 4, 4), REORG.format(top=top, params=params))))
+
+
+@fork
+def test_intel_eval_detection_top():
+    body = ('layer { name: "e" type: "EvalDetection" bottom: "x" bottom: "x" top: "e" '
+            'eval_detection_param { side: 3 num_class: 2 num_object: 5 } }')
+    assert top_after((4, 5 * (2 + 5), 3, 3), body, "e") == 2 + 3 * 3 * 5 * 4
+    with pytest.raises(ShapeError, match=r"layer 'e' \(EvalDetection\): bottom 0 \(4, 34, 3, 3\) must hold"):
+        infer_shapes(net(with_input((4, 34, 3, 3), body)))
+
+
 @fork
 def test_roi_pooling_takes_the_roi_count_from_the_second_bottom():
     body = ('layer { name: "r" type: "Input" top: "rois" input_param { shape { dim: 7 dim: 5 } } }'
