@@ -280,6 +280,32 @@ def test_v1_fork_types_and_fork_fields_survive_the_upgrade():
         load_net(FORK_V1, strict=True)
 
 
+DEEPLAB_V1 = """layers {
+  name: "crop"
+  type: PADDING
+  bottom: "x"
+  top: "y"
+  padding_param { pad_beg: -7 pad_end: -8 }
+}
+"""
+
+
+def test_deeplab_v1_padding_param_is_a_v1_field_and_carried_by_the_upgrade():
+    net, messages = load_quiet(DEEPLAB_V1)
+    (layer,) = net.layer
+    assert (layer.type, layer.padding_param.pad_beg, layer.padding_param.pad_end) == ("Padding", -7, -8)
+    assert messages == ["<string>:3:3: V1 layer type PADDING is not a BVLC type (kept for the upgrade)"]
+
+
+def test_deeplab_v1_binary_padding_param_reads_by_deeplabs_field_number():
+    # V1 layer (NetParameter field 2) holding only field 45 = { pad_beg (1): 3, pad_end (2): 4 }, as DeepLab
+    # v1 wrote it; encoded by hand so that the test does not depend on our schema's numbers.
+    padding = bytes([0x08, 3, 0x10, 4])
+    layer = bytes([0xEA, 0x02, len(padding)]) + padding  # tag (45 << 3) | 2 as a varint
+    net = load_net(bytes([0x12, len(layer)]) + layer)
+    assert (net.layer[0].padding_param.pad_beg, net.layer[0].padding_param.pad_end) == (3, 4)
+
+
 def test_errors_inside_a_moved_fork_field_keep_their_position():
     with pytest.raises(PrototxtError) as err:
         load_quiet("layers {\n  type: ROI_POOLING\n  roi_pooling_param {\n    pooled_w: x\n  }\n}")

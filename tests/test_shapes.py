@@ -623,6 +623,22 @@ def test_deeplab_padding():
     assert top_after((2, 4, 9, 8), body, "t") == 4 * 6 * 5
 
 
+@pytest.mark.skipif(not has_loader(), reason="needs fillers.prototxt.load_net for V1 files")
+def test_deeplab_v1_padding_layer_file():
+    from fillers.prototxt import load_net
+
+    v1 = ('input: "x" input_dim: 1 input_dim: 2 input_dim: 5 input_dim: 5 '
+          'layers { name: "pad" type: PADDING bottom: "x" top: "p" padding_param { pad_beg: 2 pad_end: 1 } } '
+          'layers { name: "fc" type: INNER_PRODUCT bottom: "p" top: "f" inner_product_param { num_output: 3 } }')
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # PADDING is not a BVLC V1 type
+        parsed = load_net(v1)
+    assert shapes(infer_shapes(parsed)) == [("fc", "InnerProduct", [(3, 2 * 8 * 8), (3,)])]
+    with pytest.raises(ShapeError, match=r"layer 'pad' \(Padding\): padding must either be both positive or"):
+        infer_shapes(net(with_input((1, 2, 5, 5), 'layer { name: "pad" type: "Padding" bottom: "x" top: "p" '
+                                                  'padding_param { pad_beg: 2 pad_end: -1 } }')))
+
+
 REORG = 'layer {{ name: "r" type: "Reorg" bottom: "x" top: "{top}" reorg_param {{ {params} }} }}\n'
 
 
