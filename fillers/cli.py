@@ -91,7 +91,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def describe_filler(filler) -> str:
-    """A short description of a FillerParameter: its type and the fields set, e.g. ``gaussian std=0.01``."""
+    """A short description of a FillerParameter: its type and the fields set, e.g. ``gaussian std=0.01``
+    (``None``, values the layer's setup writes itself: ``set by the layer``)."""
+    if filler is None:
+        return "set by the layer"
     parts = [filler.type]
     for field, value in filler.ListFields():
         if field.name == "type":
@@ -104,8 +107,10 @@ def describe_filler(filler) -> str:
     return " ".join(parts)
 
 
-def filler_dict(filler) -> dict:
-    """A FillerParameter as a JSON-ready dict of its type and the fields set."""
+def filler_dict(filler) -> dict | None:
+    """A FillerParameter as a JSON-ready dict of its type and the fields set (``None`` stays ``None``)."""
+    if filler is None:
+        return None
     return {"type": filler.type, **json_format.MessageToDict(filler, preserving_proto_field_name=True)}
 
 

@@ -26,7 +26,9 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from dataclasses import dataclass, field
+from fractions import Fraction
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
@@ -64,8 +66,10 @@ class BlobSpec:
     ----------
     shape : tuple of int
         The blob shape (``()`` is a blob with zero axes and one value, e.g. a shared PReLU slope).
-    filler : FillerParameter
-        The filler Caffe runs on this blob, defaults filled in (a missing filler is ``constant`` 0).
+    filler : FillerParameter or None
+        The filler Caffe runs on this blob, defaults filled in (a missing filler is ``constant`` 0);
+        ``None`` when the layer's setup writes the initial values itself, without a filler (they are in
+        :attr:`LayerBlobs.given`; e.g. CRF-as-RNN's kernel weights).
     param_name : str
         The layer's ``param { name }`` for this blob, or ``""``.
     share_owner : tuple of (str, int) or None
@@ -73,7 +77,7 @@ class BlobSpec:
     """
 
     shape: Shape
-    filler: FillerParameter
+    filler: FillerParameter | None
     param_name: str = ""
     share_owner: tuple[str, int] | None = None
 
@@ -108,7 +112,8 @@ class LayerBlobs:
         the setup of the previous listed layer and this one: the seeds that data layers draw in setup.
     given : tuple of numpy.ndarray
         Values written in the net itself (``LayerParameter.blobs``): Caffe uses them and skips the layer's
-        fillers (a recurrent layer still builds, and so fills, its unrolled net first).
+        fillers (a recurrent layer still builds, and so fills, its unrolled net first).  Otherwise, for a
+        layer whose setup writes its blobs' initial values itself (blob fillers ``None``), those values.
     """
 
     name: str
@@ -157,9 +162,10 @@ class _Layer:
     phase: int
     bottom_names: list[str]
     _bottoms: list[Shape | _Unknown]
-    blobs: list[tuple[Shape, FillerParameter]] = field(default_factory=list)
-    fills: list[FillStep] | None = None  # None: one run per blob, in blob order
+    blobs: list[tuple[Shape, FillerParameter | None]] = field(default_factory=list)
+    fills: list[FillStep] | None = None  # None: one run per blob with a filler, in blob order
     raw_draws: int = 0
+    written: list[Callable[[], np.ndarray]] = field(default_factory=list)
 
     # -- errors and parameters ------------------------------------------------------------------------
     def error(self, message: str) -> ShapeError:
@@ -224,6 +230,15 @@ class _Layer:
     # -- learnable blobs ----------------------------------------------------------------------------------
     def add_blob(self, dims: Iterable[int], filler: FillerParameter) -> None:
         self.blobs.append((self.shape(dims), _copy_filler(filler)))
+
+    def add_written_blob(self, dims: Iterable[int], values: Callable[[], np.ndarray]) -> None:
+        """A blob whose initial values the setup writes itself: no filler runs and nothing is drawn.
+
+        ``values()`` makes them (shaped ``dims``); it is only called when the net does not give the blob's
+        values (then Caffe skips the initialization).  A layer's blobs are all written or all filled.
+        """
+        self.blobs.append((self.shape(dims), None))
+        self.written.append(values)
 
 
 def _count(shape: Sequence[int], start: int = 0, end: int | None = None) -> int:
@@ -1212,6 +1227,76 @@ def _upsample(layer: _Layer) -> list[Shape | _Unknown]:
     return [layer.shape((n, c, out_h, out_w))]
 
 
+#: Half a unit in the last place above float's largest value: from here on a float rounds to infinity.
+_FLT_OVERFLOW = Fraction(2**128 - 2**103)
+_STRTOF = re.compile(r"[ \t\n\v\f\r]*([+-]?(?:0x(?:[0-9a-f]+\.?[0-9a-f]*|\.[0-9a-f]+)(?:p[+-]?\d+)?"
+                     r"|(?:\d+\.?\d*|\.\d+)(?:e[+-]?\d+)?|inf(?:inity)?|nan(?:\(\w*\))?))", re.IGNORECASE)
+
+
+def _stof(token: str) -> np.float32 | None:
+    """C++ ``std::stof`` (glibc): the float nearest to the longest number at the start of ``token`` after
+    white space (ties to even); ``None`` where stof throws: no number, or a result out of float's range
+    (infinite, or below the normal range and inexact)."""
+    match = _STRTOF.match(token)
+    if match is None:
+        return None
+    text = match.group(1)
+    if re.search(r"inf|nan", text, re.IGNORECASE):
+        return np.float32(text.split("(")[0])
+    exact = Fraction(float.fromhex(text)) if "x" in text.lower() else Fraction(text)
+    if exact == 0:
+        return np.float32(-0.0 if text.startswith("-") else 0.0)
+    with np.errstate(over="ignore"):
+        nearest = np.float32(float(exact))  # may be one step off (double rounding): pick the nearest
+        candidates = [f for f in (np.nextafter(nearest, np.float32(-np.inf)), nearest,
+                                  np.nextafter(nearest, np.float32(np.inf))) if np.isfinite(f)]
+    best = min(candidates, key=lambda f: (abs(Fraction(float(f)) - exact), int(f.view(np.uint32)) & 1))
+    if abs(best) == np.finfo(np.float32).max and abs(exact) >= _FLT_OVERFLOW:
+        return None
+    if abs(best) < np.finfo(np.float32).tiny and Fraction(float(best)) != exact:
+        return None
+    return best
+
+
+def _diagonal(layer: _Layer, field_name: str, channels: int) -> np.ndarray:
+    """CRF-as-RNN's ``read_into_the_diagonal``: the first ``channels`` values of a string split at each
+    single space (``getline(..., ' ')``), each read by ``std::stof``, on the diagonal of a zero
+    (1, 1, channels, channels) blob."""
+    text = getattr(layer.sub("multi_stage_meanfield_param"), field_name)
+    tokens = text.split(" ")[:-1] if text.endswith(" ") or not text else text.split(" ")
+    layer.check(len(tokens) >= channels, f"{field_name} {text!r} has {len(tokens)} values for {channels} classes")
+    out = np.zeros((1, 1, channels, channels), np.float32)
+    for i, token in enumerate(tokens[:channels]):
+        value = _stof(token)
+        layer.check(value is not None, f"{field_name} {text!r}: {token!r} is not a float")
+        out[0, 0, i, i] = value
+    return out
+
+
+@_rule("MultiStageMeanfield", learnable=True)
+def _multi_stage_meanfield(layer: _Layer) -> list[Shape | _Unknown]:
+    """CRF-as-RNN (torrvision/caffe, branch crfrnn): bottoms unary, Q0 and the image; the top is shaped like
+    the unary (legacy num, channels, height, width).  Three (1, 1, C, C) blobs for C classes, written by the
+    setup without a filler or a draw from Caffe's stream: the spatial and bilateral kernel weights (the
+    values of ``spatial_filter_weights_str`` / ``bilateral_filter_weights_str`` on the diagonal) and the
+    POTTS compatibility matrix, -1 on the diagonal.  (The lattices, split, softmax and eltwise layers the
+    setup builds draw nothing either.)"""
+    mp = layer.sub("multi_stage_meanfield_param")
+    layer.check(layer.num_bottoms == 3, f"takes 3 bottom blobs (unary, Q0, image), has {layer.num_bottoms}")
+    layer.check(mp.num_iterations > 1, f"number of iterations must be greater than 1, got {mp.num_iterations}")
+    n, c, h, w = layer.nchw(layer.bottom(0))
+    if not layer.param.blobs:
+        layer.check(mp.HasField("spatial_filter_weights_str") or mp.HasField("bilateral_filter_weights_str"),
+                    "the initial kernel weights cannot be known from the net: this layer's first version reads "
+                    "them from the files spatial.par and bilateral.par in Caffe's working directory (its "
+                    "spatial_filter_weight and bilateral_filter_weight are not used); write them as "
+                    "spatial_filter_weights_str and bilateral_filter_weights_str, one value per class")
+    layer.add_written_blob((1, 1, c, c), lambda: _diagonal(layer, "spatial_filter_weights_str", c))
+    layer.add_written_blob((1, 1, c, c), lambda: _diagonal(layer, "bilateral_filter_weights_str", c))
+    layer.add_written_blob((1, 1, c, c), lambda: np.diag(np.full(c, -1, np.float32)).reshape(1, 1, c, c))
+    return [(n, c, h, w)]
+
+
 @_rule("Reorg")
 def _reorg(layer: _Layer) -> list[Shape | _Unknown]:
     """Intel caffe's YOLO v2 space-to-depth: (N, C*s*s, H/s, W/s), or with ``reverse`` depth-to-space
@@ -1325,7 +1410,7 @@ def _layer_blobs(layer: _Layer, owners: dict[str, tuple[str, int, Shape]], draws
             owners[name] = (param.name, i, shape)
         specs.append(BlobSpec(shape=shape, filler=filler, param_name=name, share_owner=owner))
     fills = layer.fills if layer.fills is not None else [
-        FillStep(i, shape, filler) for i, (shape, filler) in enumerate(layer.blobs)
+        FillStep(i, shape, filler) for i, (shape, filler) in enumerate(layer.blobs) if filler is not None
     ]
     given = tuple(blob_array(blob) for blob in param.blobs)
     if given:
@@ -1334,6 +1419,8 @@ def _layer_blobs(layer: _Layer, owners: dict[str, tuple[str, int, Shape]], draws
             raise layer.error(f"the net gives blobs of shapes {[g.shape for g in given]}; the layer's are {expected}")
         if layer.fills is None:  # "Skipping parameter initialization"
             fills = []
+    else:
+        given = tuple(values() for values in layer.written)
     for step in fills:  # a filler Caffe's setup would reject (unknown type, sparse > 1, xavier on 0-D ...)
         try:
             resolve(step.filler, step.shape, np.float32)

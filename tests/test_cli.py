@@ -109,3 +109,16 @@ def test_console_script_debug_shows_the_traceback(tmp_path):
     assert plain.returncode == 1 and "Traceback" not in plain.stderr
     debug = subprocess.run(cmd + ["--debug", "inspect", missing], capture_output=True, text=True, cwd=tmp_path)
     assert debug.returncode == 1 and "Traceback" in debug.stderr
+
+
+def test_inspect_blobs_a_layer_writes_itself(tmp_path, capsys):
+    crf = tmp_path / "crf.prototxt"
+    crf.write_text('layer { name: "in" type: "Input" top: "u" input_param { shape { dim: 1 dim: 2 dim: 3 dim: 3 } } }\n'
+                   'layer { name: "crf" type: "MultiStageMeanfield" bottom: "u" bottom: "u" bottom: "u" top: "q" '
+                   'multi_stage_meanfield_param { num_iterations: 2 spatial_filter_weights_str: "1 1" '
+                   'bilateral_filter_weights_str: "1 1" } }\n')
+    assert main(["inspect", str(crf)]) == 0
+    rows = [line.split() for line in capsys.readouterr().out.splitlines()[1:4]]
+    assert rows == [["crf", "MultiStageMeanfield", str(i), "1x1x2x2", "set", "by", "the", "layer", "4"] for i in range(3)]
+    assert main(["inspect", str(crf), "--json"]) == 0
+    assert [row["filler"] for row in json.loads(capsys.readouterr().out)["blobs"]] == [None] * 3

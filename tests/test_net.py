@@ -217,3 +217,27 @@ def test_blobs_written_in_the_net_are_used_and_skip_the_fillers():
     assert fill_net(load_net(given), seed=5, rng="caffe")["free"][0].tobytes() == expected.tobytes()
     with pytest.raises(ShapeError, match="the net gives blobs of shapes"):
         fill_net(load_net(given.replace("dim: 2 dim: 3 } data", "dim: 3 dim: 2 } data")))
+
+
+CRF = """
+layer { name: "in" type: "Input" top: "u" top: "img"
+        input_param { shape { dim: 1 dim: 3 dim: 4 dim: 4 } shape { dim: 1 dim: 3 dim: 4 dim: 4 } } }
+layer { name: "crf" type: "MultiStageMeanfield" bottom: "u" bottom: "u" bottom: "img" top: "q"
+        multi_stage_meanfield_param { num_iterations: 2 spatial_filter_weights_str: "3 2 1"
+                                      bilateral_filter_weights_str: "0.1 0.2 0.3" } }
+layer { name: "fc" type: "InnerProduct" bottom: "q" top: "f"
+        inner_product_param { num_output: 2 weight_filler { type: "gaussian" } } }
+"""
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_blobs_a_layer_writes_itself_are_its_values_and_draw_nothing(dtype):
+    expected = [np.diag([3, 2, 1]), np.diag(np.float32([0.1, 0.2, 0.3])), -np.eye(3)]
+    for rng in ("philox", "caffe"):
+        params = fill_net(net(CRF), seed=9, rng=rng, dtype=dtype)
+        assert [b.shape for b in params["crf"]] == [(1, 1, 3, 3)] * 3 and params["crf"][0].dtype == dtype
+        for got, want in zip(params["crf"], expected):
+            assert got[0, 0].tobytes() == (want + 0.0).astype(dtype).tobytes()  # +0.0 off the diagonal
+    # Caffe's stream is untouched: the next layer gets its first values.
+    first = fill(np.empty((2, 48), np.float32), "gaussian", rng=CaffeRNG(9))
+    assert fill_net(net(CRF), seed=9, rng="caffe")["fc"][0].tobytes() == first.tobytes()

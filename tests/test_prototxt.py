@@ -306,6 +306,15 @@ def test_deeplab_v1_binary_padding_param_reads_by_deeplabs_field_number():
     assert (net.layer[0].padding_param.pad_beg, net.layer[0].padding_param.pad_end) == (3, 4)
 
 
+def test_crf_as_rnn_fields_of_both_versions_read():
+    net, messages = load_quiet('layer { type: "MultiStageMeanfield" multi_stage_meanfield_param { '
+                               'spatial_filter_weight: 3 bilateral_filter_weight: 5 '
+                               'bilateral_filter_weights_str: "5 5" force_cpu: true } }')
+    mp = net.layer[0].multi_stage_meanfield_param
+    assert messages == []
+    assert (mp.spatial_filter_weight, mp.bilateral_filter_weight, mp.bilateral_filter_weights_str) == (3, 5, "5 5")
+
+
 def test_errors_inside_a_moved_fork_field_keep_their_position():
     with pytest.raises(PrototxtError) as err:
         load_quiet("layers {\n  type: ROI_POOLING\n  roi_pooling_param {\n    pooled_w: x\n  }\n}")
