@@ -466,6 +466,25 @@ def _python(layer: _Layer) -> list[Shape | _Unknown]:
     return _unknown_tops(layer, f"a Python layer ({p.module}.{p.layer}) shapes its tops at run time")
 
 
+@_rule("SpatialPyramidPoolingData")
+def _spatial_pyramid_pooling_data(layer: _Layer) -> list[Shape | _Unknown]:
+    """BVLC/caffe pull 601: region features and labels read from a database and a regions file (its setup
+    draws no seed)."""
+    p = layer.sub("spatial_pyramid_pooling_data_param")
+    names = ", ".join(f"{name} {getattr(p, name)!r}" for name in ("features_source", "regions_source")
+                      if getattr(p, name))
+    return _unknown_tops(layer, "its region features and labels come from a feature database and a regions "
+                                "file" + (f" ({names})" if names else ""))
+
+
+@_rule("Import")
+def _import(layer: _Layer) -> list[Shape | _Unknown]:
+    """BVLC/caffe pull 1290: Caffe replaces the layer by the layers of another net file."""
+    raise layer.error("the layers it stands for cannot be known from the net: Caffe replaces an Import layer "
+                      "by the layers of the net file its import_param names (learnable ones included), read "
+                      "when the net is built; put those layers in the net instead")
+
+
 # ----------------------------------------------------------------------------------------------------------
 # Convolution family
 
@@ -679,6 +698,26 @@ def _spp(layer: _Layer) -> list[Shape | _Unknown]:
     if sp.pyramid_height == 1:
         return [outs[0]]
     return [layer.shape((n, sum(_count(o, 1) for o in outs)))]
+
+
+@_rule("SpatialPyramidPooling")
+def _spatial_pyramid_pooling(layer: _Layer) -> list[Shape | _Unknown]:
+    """BVLC/caffe pull 601 (not BVLC's SPP): one level pools the whole map to (N, C, 1, 1); more levels pool
+    with kernel = stride = size / bin (float division, truncated), and their flattened outputs are
+    concatenated as the V1 layers did it, to (N, sum, 1, 1)."""
+    sp = layer.sub("spatial_pyramid_pooling_param")
+    layer.check(len(sp.spatial_bin) >= 1, "needs at least one spatial_bin")
+    shape = layer.nchw(layer.bottom(0))
+    n, c, h, w = shape
+    if len(sp.spatial_bin) == 1:
+        return [_pool_shape(layer, PoolingParameter(kernel_h=h, kernel_w=w, stride_h=h, stride_w=w), shape)]
+    total = 0
+    for spatial_bin in sp.spatial_bin:
+        layer.check(spatial_bin > 0, f"spatial_bin must be positive, got {spatial_bin}")
+        kh, kw = (int(np.float32(size) / np.float32(spatial_bin)) for size in (h, w))
+        pooled = _pool_shape(layer, PoolingParameter(kernel_h=kh, kernel_w=kw, stride_h=kh, stride_w=kw), shape)
+        total += _count(pooled, 1)
+    return [layer.shape((n, total, 1, 1))]
 
 
 # ----------------------------------------------------------------------------------------------------------

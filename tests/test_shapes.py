@@ -731,6 +731,41 @@ def test_crf_as_rnn_first_version_fields_read_and_blobs_written_in_the_net_need_
     assert net(body).layer[1].multi_stage_meanfield_param.spatial_filter_weight == 3
 
 
+SPP_PR = ('layer {{ name: "data" type: "SpatialPyramidPoolingData" top: "f" top: "l" '
+          'spatial_pyramid_pooling_data_param {{ features_source: "conv5_db" regions_source: "regions.txt" }} }}\n'
+          'layer {{ name: "spp" type: "SpatialPyramidPooling" bottom: "f" top: "s" '
+          'spatial_pyramid_pooling_param {{ {bins} }} }}\n')
+
+
+@fork
+def test_spatial_pyramid_pooling_pull_601():
+    def k(bins: str, dims: tuple) -> int:
+        return infer_shapes(net(SPP_PR.format(bins=bins) + ip("s")), inputs={"f": dims})[0].blobs[0].shape[1]
+
+    # kernel = stride = int(13 / bin): 13, 6, 4, 2; ceil-rounded pooling gives 1, 3, 4 and 7 bins a side
+    assert k("spatial_bin: 1 spatial_bin: 2 spatial_bin: 3 spatial_bin: 6", (2, 8, 13, 13)) == 8 * (1 + 9 + 16 + 49)
+    assert k("spatial_bin: 4", (2, 8, 13, 10)) == 8  # one level: the whole map, whatever the bin
+    with pytest.raises(ShapeError, match=r"layer 'spp' \(SpatialPyramidPooling\): filter dimensions cannot be zero"):
+        k("spatial_bin: 1 spatial_bin: 20", (2, 8, 13, 13))
+    with pytest.raises(ShapeError, match=r"layer 'spp' \(SpatialPyramidPooling\): needs at least one spatial_bin"):
+        k("", (2, 8, 13, 13))
+
+
+@fork
+def test_spatial_pyramid_pooling_data_shapes_come_from_its_files():
+    with pytest.raises(ShapeError, match=r"layer 'fc' \(InnerProduct\) needs the shape of blob 's', which is computed "
+                                         r"from blob 'f'; that cannot be known from the net: layer 'data' "
+                                         r"\(SpatialPyramidPoolingData\): .*'conv5_db'.*'regions.txt'.*--input f=D0"):
+        infer_shapes(net(SPP_PR.format(bins="spatial_bin: 1") + ip("s")))
+
+
+def test_import_layer_stands_for_layers_of_another_file():
+    body = 'layer { name: "cp1" type: "Import" } ' + ip("x")
+    with pytest.raises(ShapeError, match=r"layer 'cp1' \(Import\): the layers it stands for cannot be known from the "
+                                         r"net: Caffe replaces an Import layer by the layers of the net file"):
+        infer_shapes(net(with_input((1, 2), body)))
+
+
 @fork
 def test_roi_pooling_takes_the_roi_count_from_the_second_bottom():
     body = ('layer { name: "r" type: "Input" top: "rois" input_param { shape { dim: 7 dim: 5 } } }'
