@@ -825,14 +825,15 @@ def test_corpus_sweep(shared_dir, capsys):
 DEPLOY_NETS = ("bvlc_alexnet__deploy", "bvlc_googlenet__deploy", "VGG_ILSVRC_19_layers_deploy",
                "ResNet-50-deploy", "SqueezeNet_v1.1__deploy", "SENet__models", "MobileNet-Caffe__mobilenet",
                "pose_deploy", "voc-fcn8s__deploy", "SSD_300x300__deploy", "MobileNet-SSD__deploy",
-               "enet_deploy", "DenseNet_121", "shufflenet", "imagenet_winners")
+               "enet_deploy", "DenseNet_121", "shufflenet", "imagenet_winners", "yolo__yolov2_test",
+               "TVG_CRFRNN_new_deploy", "DeepLab-Context__voc12__vgg128_noup__test")
 
 
 def test_corpus_deploy_nets_fill(shared_dir):
     from fillers import fill_net
 
     paths = sorted(p for p in (shared_dir / "corpus" / "prototxt").iterdir() if any(k in p.name for k in DEPLOY_NETS))
-    assert len(paths) >= 15
+    assert len(paths) >= 18
     for path in paths:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
