@@ -1451,13 +1451,14 @@ def _layer_blobs(layer: _Layer, owners: dict[str, tuple[str, int, Shape]], draws
     fills = layer.fills if layer.fills is not None else [
         FillStep(i, shape, filler) for i, (shape, filler) in enumerate(layer.blobs) if filler is not None
     ]
-    given = tuple(blob_array(blob) for blob in param.blobs)
+    # Blobs written in the net: Caffe uses them and skips the fillers ("Skipping parameter initialization"),
+    # except in a recurrent layer (explicit fills), whose setup clears them for its unrolled net's own.
+    given = tuple(blob_array(blob) for blob in param.blobs) if layer.fills is None else ()
     if given:
         expected = [shape for shape, _ in layer.blobs]
         if [g.shape for g in given] != expected:
             raise layer.error(f"the net gives blobs of shapes {[g.shape for g in given]}; the layer's are {expected}")
-        if layer.fills is None:  # "Skipping parameter initialization"
-            fills = []
+        fills = []
     else:
         given = tuple(values() for values in layer.written)
     for step in fills:  # a filler Caffe's setup would reject (unknown type, sparse > 1, xavier on 0-D ...)

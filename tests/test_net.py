@@ -241,3 +241,16 @@ def test_blobs_a_layer_writes_itself_are_its_values_and_draw_nothing(dtype):
     # Caffe's stream is untouched: the next layer gets its first values.
     first = fill(np.empty((2, 48), np.float32), "gaussian", rng=CaffeRNG(9))
     assert fill_net(net(CRF), seed=9, rng="caffe")["fc"][0].tobytes() == first.tobytes()
+
+
+def test_recurrent_layers_drop_blobs_written_in_the_net():
+    # RecurrentLayer::LayerSetUp clears its blobs and takes its unrolled net's, whose fillers drew.
+    body = """
+    layer { name: "x" type: "Input" top: "x" top: "c"
+            input_param { shape { dim: 2 dim: 1 dim: 3 } shape { dim: 2 dim: 1 } } }
+    layer { name: "rnn" type: "RNN" bottom: "x" bottom: "c" top: "h"
+            recurrent_param { num_output: 2 weight_filler { type: "uniform" } } %s }
+    """
+    plain = fill_net(load_net(body % ""), seed=9, rng="caffe")
+    written = fill_net(load_net(body % "blobs { shape { dim: 1 } data: 7 }"), seed=9, rng="caffe")
+    assert [a.tobytes() for a in written["rnn"]] == [a.tobytes() for a in plain["rnn"]]
