@@ -94,13 +94,11 @@ def _shape(blob_shape: Sequence[int] | None, blob: np.ndarray, offset: int) -> t
             raise TypeError(f"blob_shape must be a sequence of ints, got {blob_shape!r}") from None
         if any(d < 0 for d in shape):
             raise ValueError(f"blob_shape must not have negative dimensions, got {shape}")
-    if math.prod(shape) >= _I64:
+    count = math.prod(shape)
+    if count >= _I64:
         raise ValueError(f"blob_shape {shape} has more than 2**63 - 1 elements")
-    if offset + blob.size > math.prod(shape):
-        raise ValueError(
-            f"offset {offset} + blob.size {blob.size} exceeds the {math.prod(shape)} elements of "
-            f"blob_shape {shape}"
-        )
+    if offset + blob.size > count:
+        raise ValueError(f"offset {offset} + blob.size {blob.size} exceeds the {count} elements of blob_shape {shape}")
     return shape
 
 
@@ -130,14 +128,10 @@ def _fill_philox(out: np.ndarray, plan: FillPlan, seed: int, stream: int, offset
 def _fill_contiguous(out: np.ndarray, plan: FillPlan, seed: int, stream: int, offset: int, threads: int,
                      rng: CaffeRNG | None) -> None:
     """Fill the 1-D C-contiguous ``out`` (flat indices ``offset ..``) from the chosen stream."""
-    if rng is None:
-        _fill_philox(out, plan, seed, stream, offset, threads)
-    elif plan.kind == "constant":
-        _kernels.constant(out, plan.a, 1)
-    elif plan.kind == "bilinear":
-        _kernels.bilinear(out, 0, plan.kernel, 1)
-    else:
+    if rng is not None and plan.kind not in ("constant", "bilinear"):
         rng._fill(plan, out)
+    else:  # the counter-based stream, or a draw-free filler (the same kernels serve both streams)
+        _fill_philox(out, plan, seed, stream, offset, threads)
 
 
 def _check_rng(rng: Any, blob: np.ndarray, shape: tuple[int, ...], offset: int, threads: Any) -> None:
