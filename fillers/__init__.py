@@ -8,31 +8,47 @@ The public API:
 - :func:`philox_raw` exposes the raw Philox4x32-10 words.
 - :class:`CaffeRNG` is Caffe's seeded CPU stream (boost::mt19937), for ``fill(..., rng=CaffeRNG(seed))``.
 - :class:`FillerParameter` and :class:`NetParameter` are the generated Caffe schema messages.
-- :func:`load_net`, :func:`load_solver` read prototxt/binary definitions of any Caffe vintage (errors:
-  :class:`PrototxtError`); :func:`upgrade_net` is Caffe's format upgrade on its own.
+- :func:`load_net`, :func:`load_solver` read prototxt/binary definitions of any Caffe vintage;
+  :func:`upgrade_net` is Caffe's format upgrade on its own.
 - :func:`infer_shapes` lists every learnable blob of a net with its shape and filler, as Caffe's ``Net::Init``
   would set it up (:class:`LayerBlobs`, :class:`BlobSpec`; :class:`ShapeError` when a shape cannot be known);
   :func:`fill_net` fills them all, from Philox streams keyed by layer name or bit-identically to Caffe.
 - :func:`save` and :func:`load` write and read filled parameters: ``.caffemodel``, ``.h5``, ``.npz``,
   ``.safetensors`` (atomic writes).
+- Bad input raises a :class:`FillersError` (a ``ValueError``): :class:`PrototxtError` (``file:line:column``),
+  :class:`ShapeError` (layer, blob), :class:`FileFormatError` (path, byte offset), :class:`FillerError`
+  (field and value), :class:`ArrayError`.
 """
 from fillers._caffe import CaffeRNG
 from fillers._fill import default_threads, fill, philox_raw
 from fillers._params import FILLER_TYPES
 from fillers.caffe_pb2 import FillerParameter, NetParameter
+from fillers.errors import (
+    ArrayError,
+    FileFormatError,
+    FillerError,
+    FillersError,
+    PrototxtError,
+    PrototxtWarning,
+    ShapeError,
+)
 from fillers.io import load, save
 from fillers.net import fill_net, philox_stream
-from fillers.prototxt import PrototxtError, load_net, load_solver
-from fillers.shapes import BlobSpec, FillStep, LayerBlobs, ShapeError, infer_shapes
+from fillers.prototxt import load_net, load_solver
+from fillers.shapes import BlobSpec, FillStep, LayerBlobs, infer_shapes
 from fillers.upgrade import upgrade_net
 
 __all__ = [
+    "ArrayError",
     "BlobSpec",
     "CaffeRNG",
     "default_threads",
+    "FileFormatError",
     "fill",
     "fill_net",
     "FILLER_TYPES",
+    "FillerError",
+    "FillersError",
     "FillerParameter",
     "FillStep",
     "infer_shapes",
@@ -44,6 +60,7 @@ __all__ = [
     "philox_raw",
     "philox_stream",
     "PrototxtError",
+    "PrototxtWarning",
     "save",
     "ShapeError",
     "upgrade_net",

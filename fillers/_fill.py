@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 import numpy as np
 
 from fillers import _kernels
+from fillers.errors import ArrayError, FillerError
 from fillers._params import FillerLike, FillPlan, as_filler_parameter, resolve
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -75,11 +76,11 @@ def _check_blob(blob: Any) -> np.ndarray:
     if blob.dtype.kind != "f" or blob.dtype.itemsize not in (4, 8):
         raise TypeError(f"blob must have dtype float32 or float64, not {blob.dtype}")
     if not blob.dtype.isnative:
-        raise ValueError(f"blob must be in native byte order, got dtype {blob.dtype.str}")
+        raise ArrayError(f"blob must be in native byte order, got dtype {blob.dtype.str}")
     if not blob.flags.writeable:
-        raise ValueError("blob is read-only; fill() writes in place")
+        raise ArrayError("blob is read-only; fill() writes in place")
     if _has_internal_overlap(blob):
-        raise ValueError("blob has elements that share memory (a broadcast view?); fill() needs one "
+        raise ArrayError("blob has elements that share memory (a broadcast view?); fill() needs one "
                          "location per element")
     return blob
 
@@ -93,19 +94,19 @@ def _shape(blob_shape: Sequence[int] | None, blob: np.ndarray, offset: int) -> t
         except TypeError:
             raise TypeError(f"blob_shape must be a sequence of ints, got {blob_shape!r}") from None
         if any(d < 0 for d in shape):
-            raise ValueError(f"blob_shape must not have negative dimensions, got {shape}")
+            raise ArrayError(f"blob_shape must not have negative dimensions, got {shape}")
     count = math.prod(shape)
     if count >= _I64:
-        raise ValueError(f"blob_shape {shape} has more than 2**63 - 1 elements")
+        raise ArrayError(f"blob_shape {shape} has more than 2**63 - 1 elements")
     if offset + blob.size > count:
-        raise ValueError(f"offset {offset} + blob.size {blob.size} exceeds the {count} elements of blob_shape {shape}")
+        raise ArrayError(f"offset {offset} + blob.size {blob.size} exceeds the {count} elements of blob_shape {shape}")
     return shape
 
 
 def _check_philox(plan: FillPlan) -> None:
     # Caffe (Boost) draws such ranges at half scale; the counter-based transform lo + (hi - lo) * u cannot.
     if plan.kind == "uniform" and not plan.b - plan.a <= float(np.finfo(plan.dtype).max):
-        raise ValueError(
+        raise FillerError(
             f"filler 'uniform': max - min overflows {plan.dtype.name} with the philox stream "
             f"(min={plan.a}, max={plan.b}); rng=CaffeRNG supports it"
         )

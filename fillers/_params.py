@@ -15,6 +15,7 @@ import numpy as np
 from google.protobuf import json_format, text_format
 
 from fillers.caffe_pb2 import FillerParameter
+from fillers.errors import FillerError
 
 #: The filler types Caffe 1.0's ``GetFiller`` knows, in its order.
 FILLER_TYPES = ("constant", "gaussian", "positive_unitball", "uniform", "xavier", "msra", "bilinear")
@@ -81,7 +82,7 @@ def as_filler_parameter(filler: FillerLike) -> FillerParameter:
         try:
             return json_format.ParseDict(fields, FillerParameter())
         except json_format.ParseError as err:
-            raise ValueError(f"invalid filler {dict(filler)!r}: {err}") from None
+            raise FillerError(f"invalid filler {dict(filler)!r}: {err}") from None
     if isinstance(filler, str):
         text = filler.strip()
         if text.isidentifier():
@@ -89,7 +90,7 @@ def as_filler_parameter(filler: FillerLike) -> FillerParameter:
         try:
             return text_format.Parse(text, FillerParameter())
         except text_format.ParseError as err:
-            raise ValueError(f"invalid FillerParameter text {filler!r}: {err}") from None
+            raise FillerError(f"invalid FillerParameter text {filler!r}: {err}") from None
     raise TypeError(
         f"filler must be a FillerParameter, a mapping of its fields or a str, not {type(filler).__name__}"
     )
@@ -99,13 +100,13 @@ def _finite(param: FillerParameter, *fields: str) -> None:
     for field in fields:
         value = getattr(param, field)
         if not math.isfinite(value):
-            raise ValueError(f"filler {param.type!r}: {field} must be finite, got {value}")
+            raise FillerError(f"filler {param.type!r}: {field} must be finite, got {value}")
 
 
 def _fan(param: FillerParameter, shape: tuple[int, ...], dt: type) -> Any:
     """Caffe's ``n`` for xavier/msra: fan_in, fan_out or their average, in Caffe's int-then-Dtype order."""
     if len(shape) < 1:
-        raise ValueError(f"filler {param.type!r} needs a blob with at least one axis, got shape {shape}")
+        raise FillerError(f"filler {param.type!r} needs a blob with at least one axis, got shape {shape}")
     count = math.prod(shape)
     fan_in = count // shape[0]
     fan_out = count // shape[1] if len(shape) > 1 else count
@@ -141,16 +142,16 @@ def resolve(param: FillerParameter, shape: tuple[int, ...], dtype: np.dtype) -> 
     dt = np.dtype(dtype).type
     kind = param.type
     if kind not in FILLER_TYPES:
-        raise ValueError(f"unknown filler type {kind!r}; valid types: {', '.join(FILLER_TYPES)}")
+        raise FillerError(f"unknown filler type {kind!r}; valid types: {', '.join(FILLER_TYPES)}")
     if param.scale != 1:  # field 9 of Intel's Caffe fork, which BVLC's fillers do not know
-        raise ValueError(
+        raise FillerError(
             f"filler {kind!r}: scale={param.scale} (Intel Caffe's FillerParameter field 9) is not supported; "
             "BVLC Caffe's fillers have no scale"
         )
     if param.sparse < -1:
-        raise ValueError(f"filler {kind!r}: sparse must be >= -1, got {param.sparse}")
+        raise FillerError(f"filler {kind!r}: sparse must be >= -1, got {param.sparse}")
     if kind != "gaussian" and param.sparse != -1:
-        raise ValueError(f"filler {kind!r}: sparse is only supported by the gaussian filler, got {param.sparse}")
+        raise FillerError(f"filler {kind!r}: sparse is only supported by the gaussian filler, got {param.sparse}")
     count = math.prod(shape)
     plan = functools.partial(FillPlan, dtype=np.dtype(dt))
 
@@ -161,22 +162,22 @@ def resolve(param: FillerParameter, shape: tuple[int, ...], dtype: np.dtype) -> 
         _finite(param, "min", "max")
         lo, hi = dt(param.min), dt(param.max)
         if lo > hi:
-            raise ValueError(f"filler 'uniform': min must be <= max, got min={param.min} max={param.max}")
+            raise FillerError(f"filler 'uniform': min must be <= max, got min={param.min} max={param.max}")
         return plan(kind="uniform", a=float(lo), b=float(hi))
     if kind == "gaussian":
         _finite(param, "mean", "std")
         std = dt(param.std)
         if not std > 0:
-            raise ValueError(f"filler 'gaussian': std must be > 0, got {param.std}")
+            raise FillerError(f"filler 'gaussian': std must be > 0, got {param.std}")
         sparse_p = None
         if param.sparse >= 0:
             if len(shape) < 1:
-                raise ValueError(f"filler 'gaussian': sparse needs a blob with at least one axis, got {shape}")
+                raise FillerError(f"filler 'gaussian': sparse needs a blob with at least one axis, got {shape}")
             if shape[0] == 0:
-                raise ValueError("filler 'gaussian': sparse needs shape[0] > 0")
+                raise FillerError("filler 'gaussian': sparse needs shape[0] > 0")
             p = dt(param.sparse) / dt(shape[0])
             if p > 1:
-                raise ValueError(
+                raise FillerError(
                     f"filler 'gaussian': sparse must be <= shape[0] (keep probability sparse / shape[0] "
                     f"<= 1), got sparse={param.sparse} with shape[0]={shape[0]}"
                 )
@@ -184,7 +185,7 @@ def resolve(param: FillerParameter, shape: tuple[int, ...], dtype: np.dtype) -> 
         return plan(kind="gaussian", a=float(dt(param.mean)), b=float(std), sparse_p=sparse_p)
     if kind == "positive_unitball":
         if len(shape) < 1:
-            raise ValueError(f"filler 'positive_unitball' needs a blob with at least one axis, got {shape}")
+            raise FillerError(f"filler 'positive_unitball' needs a blob with at least one axis, got {shape}")
         return plan(kind="unitball", row_len=count // shape[0] if shape[0] else 0)
     if kind == "xavier":
         if count == 0:
@@ -198,7 +199,7 @@ def resolve(param: FillerParameter, shape: tuple[int, ...], dtype: np.dtype) -> 
         return plan(kind="gaussian", a=0.0, b=float(std))
     # bilinear
     if len(shape) != 4 or shape[2] != shape[3]:
-        raise ValueError(
+        raise FillerError(
             f"filler 'bilinear' needs a 4-D blob (N, C, K, K) with a square kernel, got shape {shape}"
         )
     return plan(kind="bilinear", kernel=shape[3])

@@ -36,6 +36,7 @@ from google.protobuf.message import DecodeError, Message
 from google.protobuf.unknown_fields import UnknownFieldSet
 
 from . import caffe_pb2
+from .errors import PrototxtError, PrototxtWarning
 
 __all__ = [
     "PrototxtError",
@@ -51,59 +52,6 @@ Source = Union[str, bytes, bytearray, memoryview, os.PathLike]
 
 #: File name endings that always mean binary protobuf.
 BINARY_SUFFIXES = (".caffemodel", ".binaryproto")
-
-
-class PrototxtError(ValueError):
-    """A net or solver definition that cannot be read.
-
-    The message names the place as ``file:line:column``, then shows the
-    offending line and a caret under the column.
-
-    Attributes
-    ----------
-    reason : str
-        What is wrong, without the location.
-    filename : str
-        The file name, or ``"<string>"`` / ``"<bytes>"`` for in-memory input.
-    line, column : int or None
-        1-based position, when the problem has one.
-    text_line : str or None
-        The source line at ``line``.
-    """
-
-    def __init__(
-        self,
-        reason: str,
-        filename: str = "<string>",
-        line: int | None = None,
-        column: int | None = None,
-        text_line: str | None = None,
-    ) -> None:
-        self.reason = reason
-        self.filename = filename
-        self.line = line
-        self.column = column
-        self.text_line = text_line
-        super().__init__(self._render())
-
-    def _render(self) -> str:
-        where = self.filename
-        if self.line is not None:
-            where += f":{self.line}"
-            if self.column is not None:
-                where += f":{self.column}"
-        out = f"{where}: {self.reason}"
-        if self.text_line is not None:
-            shown = self.text_line.rstrip("\r\n")
-            out += "\n    " + shown
-            if self.column is not None:
-                pad = "".join(c if c == "\t" else " " for c in shown[: self.column - 1])
-                out += "\n    " + pad + "^"
-        return out
-
-
-class PrototxtWarning(UserWarning):
-    """Something in a prototxt was skipped or reinterpreted in lenient mode."""
 
 
 # --------------------------------------------------------------------------

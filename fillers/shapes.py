@@ -42,6 +42,7 @@ from fillers.caffe_pb2 import (
     PoolingParameter,
 )
 from fillers._params import resolve
+from fillers.errors import ShapeError
 from fillers.io import blob_array
 from fillers.prototxt import load_net
 from fillers.upgrade import net_needs_upgrade, upgrade_net
@@ -52,10 +53,6 @@ _INT_MAX = 2**31 - 1
 _MAX_BLOB_AXES = 32  # Caffe's kMaxBlobAxes
 
 Shape = tuple[int, ...]
-
-
-class ShapeError(ValueError):
-    """A shape that cannot be known from the net alone, or a net that Caffe itself could not set up."""
 
 
 @dataclass(frozen=True)
@@ -169,7 +166,7 @@ class _Layer:
 
     # -- errors and parameters ------------------------------------------------------------------------
     def error(self, message: str) -> ShapeError:
-        return ShapeError(f"layer {self.param.name!r} ({self.param.type}): {message}")
+        return ShapeError(f"layer {self.param.name!r} ({self.param.type}): {message}", layer=self.param.name)
 
     def check(self, condition: bool, message: str) -> None:
         if not condition:

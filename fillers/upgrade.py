@@ -33,7 +33,8 @@ import warnings
 import re
 
 from . import caffe_pb2
-from .prototxt import ParsedText, PrototxtError, PrototxtWarning
+from .errors import PrototxtError, PrototxtWarning
+from .prototxt import ParsedText
 
 __all__ = ["net_needs_upgrade", "upgrade_net", "upgrade_solver", "V1_TYPE_NAMES"]
 
