@@ -36,7 +36,7 @@ from fillers.errors import (
 from fillers.io import load, save
 from fillers.net import fill_net, philox_stream
 from fillers.prototxt import load_net, load_solver
-from fillers.shapes import BlobSpec, FillStep, LayerBlobs, LayerContext, infer_shapes, register_layer
+from fillers.shapes import BlobSpec, FillCycle, FillStep, LayerBlobs, LayerContext, infer_shapes, register_layer
 from fillers.upgrade import upgrade_net
 
 __all__ = [
@@ -51,6 +51,7 @@ __all__ = [
     "FillerError",
     "FillersError",
     "FillerParameter",
+    "FillCycle",
     "FillStep",
     "infer_shapes",
     "load",

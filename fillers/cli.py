@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import re
 import sys
 import time
 import warnings
@@ -52,6 +53,17 @@ def _seed(text: str) -> int:
     return value
 
 
+_BYTE_UNITS = {"": 1, "K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
+
+
+def _byte_count(text: str) -> int:
+    """A byte count such as ``4096``, ``512M`` or ``4G`` (argparse type)."""
+    match = re.fullmatch(r"(\d+)([KMGT]?)", text.strip(), re.IGNORECASE)
+    if match is None:
+        raise argparse.ArgumentTypeError(f"expected a byte count such as 4096, 512M or 4G, got {text!r}")
+    return int(match.group(1)) * _BYTE_UNITS[match.group(2).upper()]
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``fillers`` command."""
     parser = argparse.ArgumentParser(
@@ -76,6 +88,9 @@ def build_parser() -> argparse.ArgumentParser:
     fill.add_argument("--dtype", choices=("float32", "float64"), default="float32")
     fill.add_argument("--threads", type=_positive_int, default=None, help="worker threads (default: all cores)")
     fill.add_argument("--quiet", action="store_true", help="no progress bar and no summary")
+    fill.add_argument("--max-bytes", type=_byte_count, default=None, metavar="N",
+                      help="refuse a fill needing more memory than N bytes (suffixes K, M, G, T: powers of 1024; "
+                           "default: the memory available now)")
 
     inspect = commands.add_parser("inspect", help="list every learnable blob: shape, filler, parameter count")
     net_options(inspect)
@@ -143,7 +158,8 @@ def _fill(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     net = load_net(args.net)
     params = fill_net(net, seed=args.seed, rng=args.rng, dtype=np.dtype(args.dtype), inputs=dict(args.input),
-                      phase=args.phase, threads=args.threads, progress=not args.quiet)
+                      phase=args.phase, threads=args.threads, progress=not args.quiet,
+                      max_bytes=args.max_bytes)
     save(params, args.output, net=net)
     if not args.quiet:
         unique = {id(blob): blob for blobs in params.values() for blob in blobs}.values()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 __all__ = [
     "ArrayError",
+    "BudgetError",
     "FileFormatError",
     "FillerError",
     "FillersError",
@@ -140,3 +141,26 @@ class FillerError(FillersError):
 class ArrayError(FillersError):
     """An array that cannot be filled as asked: read-only, foreign byte order, self-overlapping, or a
     shape, offset or size that does not fit."""
+
+
+class BudgetError(FillersError):
+    """A net whose parameters would take more memory than the budget (``fill_net``'s ``max_bytes``, by
+    default the memory the machine has available), refused before anything is allocated.
+
+    Attributes
+    ----------
+    needed, budget : int
+        The bytes the fill would allocate, and the budget.
+    """
+
+    def __init__(self, message: str, *, needed: int, budget: int) -> None:
+        super().__init__(message)
+        self.needed = needed
+        self.budget = budget
+
+    def __reduce__(self):
+        return _rebuild_budget_error, (str(self), self.needed, self.budget)
+
+
+def _rebuild_budget_error(message: str, needed: int, budget: int) -> BudgetError:
+    return BudgetError(message, needed=needed, budget=budget)

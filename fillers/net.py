@@ -27,10 +27,11 @@ import numpy as np
 from fillers._caffe import CaffeRNG
 from fillers._fill import fill
 from fillers.caffe_pb2 import FillerParameter, NetParameter
+from fillers.errors import BudgetError, FillerError, FillersError
 from fillers.prototxt import load_net
-from fillers.shapes import LayerBlobs, infer_shapes
+from fillers.shapes import FillCycle, LayerBlobs, infer_shapes
 
-__all__ = ["fill_net", "philox_stream"]
+__all__ = ["available_memory", "fill_net", "philox_stream"]
 
 _RNGS = ("philox", "caffe")
 
@@ -65,13 +66,48 @@ def _progress(total: int, enabled: bool) -> Any:
                 desc="filling", leave=False)
 
 
-def _runs(layer: LayerBlobs, caffe: bool) -> list[tuple[int | None, tuple[int, ...], Any]]:
-    """The filler runs of a layer: Caffe's (every run, shared blobs too) or Philox's (owned blobs only)."""
+def _runs(layer: LayerBlobs, caffe: bool) -> list[tuple[int | None, tuple[int, ...], Any, int]]:
+    """The filler runs of a layer as ``(blob index or None, shape, filler, times)``: Caffe's (every run, shared
+    blobs and discarded timestep cycles too) or Philox's (owned blobs only)."""
     if caffe:
-        return [(step.blob, step.shape, step.filler) for step in layer.fills]
+        return [run for step in layer.fills for run in (
+            [(None, s.shape, s.filler, step.times) for s in step.steps] if isinstance(step, FillCycle)
+            else [(step.blob, step.shape, step.filler, 1)])]
     if layer.given:  # values written in the net: nothing to fill
         return []
-    return [(i, blob.shape, blob.filler) for i, blob in enumerate(layer.blobs) if blob.share_owner is None]
+    return [(i, blob.shape, blob.filler, 1) for i, blob in enumerate(layer.blobs) if blob.share_owner is None]
+
+
+def available_memory() -> int:
+    """The bytes of memory the machine has available now: ``MemAvailable`` of ``/proc/meminfo`` (Linux), else
+    ``os.sysconf``'s available physical pages; 2**63 - 1 where neither tells."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return 2**63 - 1
+
+
+def _check_budget(runs: list, layers: list[LayerBlobs], itemsize: int, max_bytes: int | None) -> None:
+    """Refuse a fill that would allocate more than ``max_bytes`` (default: the available memory): the arrays
+    kept, plus the largest array a discarded run fills and drops."""
+    kept = sum(math.prod(shape) for _, _, steps in runs for index, shape, _, _ in steps if index is not None)
+    kept += sum(math.prod(blob.shape) for layer in layers if layer.given for blob in layer.blobs)
+    scratch = max((math.prod(shape) for _, _, steps in runs for index, shape, _, _ in steps if index is None),
+                  default=0)
+    needed = (kept + scratch) * itemsize
+    budget = available_memory() if max_bytes is None else max_bytes
+    if needed > budget:
+        what = "the available memory" if max_bytes is None else "max_bytes"
+        raise BudgetError(f"the fill needs {needed:,} bytes ({needed / 2**30:,.2f} GiB), more than {what} "
+                          f"({budget:,} bytes); raise max_bytes (--max-bytes) if the machine has the memory",
+                          needed=needed, budget=budget)
 
 
 def fill_net(
@@ -84,6 +120,7 @@ def fill_net(
     phase: str | int = "TEST",
     threads: int | None = None,
     progress: bool = False,
+    max_bytes: int | None = None,
 ) -> dict[str, list[np.ndarray]]:
     """Fill every learnable blob of a net with the filler Caffe would use.
 
@@ -104,6 +141,9 @@ def fill_net(
         sequential stream.
     progress : bool
         Show a progress bar on stderr when the fill takes more than a moment.
+    max_bytes : int, optional
+        The most memory the fill may allocate (default: the memory the machine has available now, see
+        :func:`available_memory`).  A net that needs more is refused before anything is allocated.
 
     Returns
     -------
@@ -116,9 +156,12 @@ def fill_net(
     ------
     ShapeError
         From :func:`fillers.infer_shapes`.
+    BudgetError
+        The arrays would need more than ``max_bytes``.
+    FillerError
+        A filler Caffe would reject, or one whose values would overflow ``dtype`` (the layer is named).
     ValueError
-        Unknown ``rng``, a seed out of range, ``threads`` with ``rng="caffe"``, or a filler Caffe would
-        reject (the layer is named).
+        Unknown ``rng``, a seed out of range, ``threads`` with ``rng="caffe"``, a negative ``max_bytes``.
     TypeError
         ``dtype`` other than float32/float64, or arguments of the wrong type.
 
@@ -133,26 +176,34 @@ def fill_net(
     dt = _check_dtype(dtype)
     if rng == "caffe" and threads is not None:
         raise ValueError("threads does not apply with rng='caffe': Caffe's stream is sequential")
+    if max_bytes is not None:
+        if not isinstance(max_bytes, int) or isinstance(max_bytes, bool):
+            raise TypeError(f"max_bytes must be an int or None, not {type(max_bytes).__name__}")
+        if max_bytes < 0:
+            raise ValueError(f"max_bytes must be >= 0, got {max_bytes}")
     caffe_rng = CaffeRNG(seed) if rng == "caffe" else None
     layers = infer_shapes(load_net(net) if isinstance(net, (str, os.PathLike)) else net, inputs=inputs, phase=phase)
     keys = _keys(layers)
     runs = [(key, layer, _runs(layer, caffe_rng is not None)) for key, layer in zip(keys, layers)]
+    _check_budget(runs, layers, dt.itemsize, max_bytes)
     out: dict[str, list[np.ndarray]] = {}
-    with _progress(sum(math.prod(shape) for *_, steps in runs for _, shape, _ in steps), progress) as bar:
+    total = sum(math.prod(shape) * times for *_, steps in runs for _, shape, _, times in steps)
+    with _progress(total, progress) as bar:
         for key, layer, steps in runs:
             if caffe_rng is not None:
                 caffe_rng.raw(layer.raw_draws_before)
             arrays: list[Any] = [None] * len(layer.blobs)
-            for index, shape, filler in steps:
+            for index, shape, filler, times in steps:
                 where = {"rng": caffe_rng} if caffe_rng is not None else \
                     {"seed": seed, "stream": philox_stream(key, index), "threads": threads}
-                try:
-                    array = _new_blob(shape, dt, filler, where)
-                except ValueError as err:
-                    raise ValueError(f"layer {layer.name!r} ({layer.type}), blob {index}: {err}") from None
-                if index is not None:
-                    arrays[index] = array
-                bar.update(array.size)
+                for _ in range(times):
+                    try:
+                        array = _new_blob(shape, dt, filler, where)
+                    except FillersError as err:
+                        raise FillerError(f"layer {layer.name!r} ({layer.type}), blob {index}: {err}") from None
+                    if index is not None:
+                        arrays[index] = array
+                    bar.update(array.size)
             if layer.given:  # values written in the net (or by the setup) replace whatever the fills made
                 arrays = [np.array(values, dt) for values in layer.given_values()]
             out[key] = arrays

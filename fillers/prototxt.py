@@ -343,22 +343,61 @@ class _Scanner:
                 bad.append(token)
 
     def skip_contents(self) -> None:
-        """Skip an unknown field's value or block (mirrors text_format's skipping)."""
+        """Skip an unknown field's value or block (mirrors text_format's skipping).
+
+        Iterative, with the closing tokens of the open blocks and lists on a stack, so that any depth of
+        nesting costs no recursion.
+        """
+        stack: list[str] = []  # "}" / ">" of open blocks, "]" of open lists
+        done = self.skip_start(stack)  # True when a value has just ended inside stack[-1]
+        while stack:
+            if done and stack[-1] == "]":
+                if self.accept("]"):
+                    stack.pop()  # the list ended: a value of the frame below
+                    continue
+                self.expect(",")
+                done = self.skip_element(stack)
+            elif done:
+                if not self.accept(","):
+                    self.accept(";")
+                done = False
+            elif self.accept(stack[-1]):
+                stack.pop()
+                done = True
+            elif self.tok.AtEnd() or self.tok.token in ("}", ">", "["):
+                raise _Stop
+            else:
+                self.take()  # a field name inside the block
+                done = self.skip_start(stack)
+
+    def skip_start(self, stack: list[str]) -> bool:
+        """Skip the start of a field's value; True when the whole value was skipped, False when it opened a
+        block or list (pushed on ``stack``)."""
         if self.accept(":") and self.tok.token not in ("{", "<"):
             if self.accept("["):
-                if not self.accept("]"):
-                    while True:
-                        if self.tok.token in ("{", "<"):
-                            self.skip_block()
-                        else:
-                            self.skip_value()
-                        if self.accept("]"):
-                            break
-                        self.expect(",")
-            else:
-                self.skip_value()
+                if self.accept("]"):
+                    return True
+                stack.append("]")
+                return self.skip_element(stack)
+            self.skip_value()
+            return True
+        self.open_block(stack)
+        return False
+
+    def skip_element(self, stack: list[str]) -> bool:
+        """Skip a list element; True unless it opened a block."""
+        if self.tok.token in ("{", "<"):
+            self.open_block(stack)
+            return False
+        self.skip_value()
+        return True
+
+    def open_block(self, stack: list[str]) -> None:
+        if self.accept("<"):
+            stack.append(">")
         else:
-            self.skip_block()
+            self.expect("{")
+            stack.append("}")
 
     def skip_value(self) -> None:
         token = self.tok.token
@@ -367,20 +406,6 @@ class _Scanner:
         self.take()
         while token[0] in "'\"" and self.tok.token[:1] in ("'", '"'):
             self.take()
-
-    def skip_block(self) -> None:
-        close = ">" if self.accept("<") else "}"
-        if close == "}":
-            self.expect("{")
-        while not self.accept(close):
-            if self.tok.AtEnd() or self.tok.token in ("}", ">"):
-                raise _Stop
-            if self.tok.token == "[":
-                raise _Stop
-            self.take()
-            self.skip_contents()
-            if not self.accept(","):
-                self.accept(";")
 
     def issue(self, reason: str, start: tuple[int, int], blank: bool = True) -> None:
         end = self.end if blank else start

@@ -371,16 +371,27 @@ LSTM = ('layer {{ name: "cont" type: "Input" top: "cont" input_param {{ shape {{
 def test_lstm_blobs_and_filler_runs():
     (layer,) = infer_shapes(net(with_input((3, 2, 5), LSTM.format(type_="LSTM"))))
     assert [b.shape for b in layer.blobs] == [(16, 5), (16,), (16, 4)]
-    # W_hc runs once per timestep; only the first run is kept
-    assert [(f.blob, f.shape) for f in layer.fills] == [(0, (16, 5)), (1, (16,)), (2, (16, 4)), (None, (16, 4)),
-                                                        (None, (16, 4))]
-    assert [f.filler.type for f in layer.fills] == ["uniform", "constant", "uniform", "uniform", "uniform"]
+    # W_hc runs once per timestep; only the first run is kept, the other two are one cycle
+    *kept, cycle = layer.fills
+    assert [(f.blob, f.shape) for f in kept] == [(0, (16, 5)), (1, (16,)), (2, (16, 4))]
+    assert [f.filler.type for f in kept] == ["uniform", "constant", "uniform"]
+    assert cycle.times == 2 and [(f.blob, f.shape, f.filler.type) for f in cycle.steps] == [(None, (16, 4), "uniform")]
 
 
 def test_rnn_blobs_and_filler_runs():
     (layer,) = infer_shapes(net(with_input((3, 2, 5), LSTM.format(type_="RNN"))))
     assert [b.shape for b in layer.blobs] == [(4, 5), (4,), (4, 4), (4, 4), (4,)]
-    assert [f.blob for f in layer.fills] == [0, 1, 2, 3, 4, None, None, None, None, None, None]
+    *kept, cycle = layer.fills
+    assert [f.blob for f in kept] == [0, 1, 2, 3, 4]
+    assert cycle.times == 2 and [(f.blob, f.shape) for f in cycle.steps] == [(None, (4, 4)), (None, (4, 4)),
+                                                                             (None, (4,))]
+
+
+def test_recurrent_timesteps_described_in_constant_space():
+    """5e8 timesteps: one cycle, not one record per timestep (this took unbounded memory before)."""
+    (layer,) = infer_shapes(net(with_input((500_000_000, 1, 1), LSTM.format(type_="LSTM").replace(
+        "dim: 3 dim: 2", "dim: 500000000 dim: 1"))))
+    assert len(layer.fills) == 4 and layer.fills[-1].times == 499_999_999
 
 
 def test_recurrent_output_shape():

@@ -10,7 +10,7 @@
 """
 from fillers.errors import ShapeError
 from fillers.shapes import data, dense, detection, recurrent, tensor, vision  # noqa: F401  (they register rules)
-from fillers.shapes.context import BlobSpec, FillStep, LayerBlobs, LayerContext, register_layer
+from fillers.shapes.context import BlobSpec, FillCycle, FillStep, LayerBlobs, LayerContext, register_layer
 from fillers.shapes.walk import infer_shapes
 
-__all__ = ["BlobSpec", "FillStep", "LayerBlobs", "LayerContext", "ShapeError", "infer_shapes", "register_layer"]
+__all__ = ["BlobSpec", "FillCycle", "FillStep", "LayerBlobs", "LayerContext", "ShapeError", "infer_shapes", "register_layer"]

@@ -18,7 +18,7 @@ from fillers.caffe_pb2 import FillerParameter, LayerParameter
 from fillers.errors import ShapeError
 
 
-__all__ = ["BlobSpec", "FillStep", "LayerBlobs", "LayerContext", "register_layer"]
+__all__ = ["BlobSpec", "FillCycle", "FillStep", "LayerBlobs", "LayerContext", "register_layer"]
 
 INT_MAX = 2**31 - 1
 MAX_BLOB_AXES = 32  # Caffe's kMaxBlobAxes
@@ -64,6 +64,24 @@ class FillStep:
 
 
 @dataclass(frozen=True)
+class FillCycle:
+    """Filler runs whose values Caffe discards, made ``times`` times over in order: the runs of the timesteps
+    after the first of an unrolled LSTM/RNN (``steps`` are one timestep's runs, each with ``blob`` ``None``).
+
+    A cycle describes any number of timesteps in constant space; only Caffe's sequential stream
+    (``fill_net(rng="caffe")``) makes the runs, to consume the draws Caffe consumes.
+    """
+
+    steps: tuple[FillStep, ...]
+    times: int
+
+    @property
+    def count(self) -> int:
+        """The number of values the runs draw for, all cycles together."""
+        return self.times * sum(math.prod(step.shape) for step in self.steps)
+
+
+@dataclass(frozen=True)
 class LayerBlobs:
     """A layer with learnable blobs.
 
@@ -73,8 +91,9 @@ class LayerBlobs:
         The layer's name and type.
     blobs : list of BlobSpec
         Its learnable blobs, in Caffe's order (weight before bias).
-    fills : tuple of FillStep
-        The filler runs of its setup in Caffe's order (one per blob, except for recurrent layers).
+    fills : tuple of FillStep or FillCycle
+        The filler runs of its setup in Caffe's order (one per blob, except for recurrent layers, whose
+        discarded timestep runs are one :class:`FillCycle`).
     raw_draws_before : int
         How many raw 32-bit words Caffe takes from its global random stream (``caffe_rng_rand()``) between
         the setup of the previous listed layer and this one: the seeds that data layers draw in setup.
@@ -88,7 +107,7 @@ class LayerBlobs:
     name: str
     type: str
     blobs: list[BlobSpec]
-    fills: tuple[FillStep, ...] = ()
+    fills: tuple[FillStep | FillCycle, ...] = ()
     raw_draws_before: int = 0
     given: str = ""
     make_given: Callable[[], tuple[np.ndarray, ...]] | None = field(default=None, repr=False, compare=False)
@@ -144,7 +163,7 @@ class LayerContext:
         The names of its bottom blobs.
     blobs : list of (tuple of int, FillerParameter or None)
         The learnable blobs declared so far (:meth:`add_blob`), in Caffe's order.
-    fills : list of FillStep or None
+    fills : list of FillStep or FillCycle, or None
         The filler runs of the setup when they differ from one run per blob in blob order (recurrent
         layers); ``None`` otherwise.
     raw_draws : int
@@ -167,7 +186,7 @@ class LayerContext:
     bottom_names: list[str]
     _bottoms: list[Shape | Unknown]
     blobs: list[tuple[Shape, FillerParameter | None]] = field(default_factory=list)
-    fills: list[FillStep] | None = None  # None: one run per blob with a filler, in blob order
+    fills: list[FillStep | FillCycle] | None = None  # None: one run per blob with a filler, in blob order
     raw_draws: int = 0
     written: list[Callable[[], np.ndarray]] = field(default_factory=list)
     tops: dict[int, Shape | Unknown] = field(default_factory=dict)

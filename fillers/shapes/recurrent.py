@@ -7,7 +7,7 @@ from fractions import Fraction
 
 import numpy as np
 
-from fillers.shapes.context import Shape, FillStep, Unknown, LayerContext, count, copy_filler, rule
+from fillers.shapes.context import Shape, FillCycle, FillStep, Unknown, LayerContext, count, copy_filler, rule
 
 
 def _recurrent(layer: LayerContext, lstm: bool) -> list[Shape | Unknown]:
@@ -39,11 +39,13 @@ def _recurrent(layer: LayerContext, lstm: bool) -> list[Shape | Unknown]:
     per_step = [((gates, hidden), rp.weight_filler)]
     if not lstm:  # W_hh, then the output layer's W_ho and b_o
         per_step += [((hidden, hidden), rp.weight_filler), ((hidden,), rp.bias_filler)]
-    for t in range(t_steps):
+    if t_steps > 0:
         for j, (shape, filler) in enumerate(per_step):
-            if t == 0:
-                layer.add_blob(shape, filler)
-            fills.append(FillStep(first + j if t == 0 else None, shape, copy_filler(filler)))
+            layer.add_blob(shape, filler)
+            fills.append(FillStep(first + j, shape, copy_filler(filler)))
+    if t_steps > 1:
+        fills.append(FillCycle(tuple(FillStep(None, shape, copy_filler(filler)) for shape, filler in per_step),
+                               t_steps - 1))
     layer.fills = fills
     state = (1, streams, hidden)
     for i in range(exposed):

@@ -34,7 +34,7 @@ from fillers._params import resolve
 from fillers.caffe_pb2 import LayerParameter, NetParameter, NetState, NetStateRule
 from fillers.errors import ShapeError
 from fillers.io import blob_array, blob_shape
-from fillers.shapes.context import Shape, BlobSpec, FillStep, LayerBlobs, Unknown, NeedsUnknown, input_hint, LayerContext, count, RULES, LEARNABLE, rule
+from fillers.shapes.context import Shape, BlobSpec, FillCycle, FillStep, LayerBlobs, Unknown, NeedsUnknown, input_hint, LayerContext, count, RULES, LEARNABLE, rule
 from fillers.upgrade import net_needs_upgrade, upgrade_net
 
 
@@ -132,7 +132,8 @@ def _layer_blobs(layer: LayerContext, owners: dict[str, tuple[str, int, Shape]],
         make_given = functools.partial(_net_blob_values, param)
     elif layer.written:
         given, make_given = "setup", functools.partial(_written_values, tuple(layer.written))
-    for step in fills:  # a filler Caffe's setup would reject (unknown type, sparse > 1, xavier on 0-D ...)
+    runs = [run for step in fills for run in (step.steps if isinstance(step, FillCycle) else (step,))]
+    for step in runs:  # a filler Caffe's setup would reject (unknown type, sparse > 1, xavier on 0-D ...)
         try:
             resolve(step.filler, step.shape, np.float32)
         except ValueError as err:
