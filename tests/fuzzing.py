@@ -181,14 +181,16 @@ def _binary(data: bytes, rnd: random.Random) -> bytes:
     return _flip(encoded, rnd) if rnd.random() < 0.9 else encoded
 
 
-MUTATIONS = [_flip, _delete_token, _repeat_token, _repeat_lines, _absurd_number, _deep_nesting, _swap_type,
-             _truncate, _foreign_bytes, _binary]
+#: The mutations and their weights: the ones that keep the syntax valid (numbers, types, repeated lines)
+#: are drawn more often, so that most mutants reach shape inference and the fill.
+MUTATIONS = {_flip: 1, _delete_token: 1, _repeat_token: 1, _repeat_lines: 2, _absurd_number: 5, _deep_nesting: 1,
+             _swap_type: 4, _truncate: 1, _foreign_bytes: 1, _binary: 2}
 
 
 def mutate(data: bytes, rnd: random.Random) -> bytes:
-    """One to three random mutations of ``data``."""
-    for _ in range(rnd.randint(1, 3)):
-        data = rnd.choice(MUTATIONS)(data, rnd)
+    """One to three random mutations of ``data`` (one most often)."""
+    for _ in range(rnd.choice([1, 1, 1, 2, 3])):
+        data = rnd.choices(list(MUTATIONS), weights=list(MUTATIONS.values()))[0](data, rnd)
     return data
 
 

@@ -214,6 +214,11 @@ class LayerContext:
     def num_tops(self) -> int:
         return len(self.param.top)
 
+    def top_name(self, i: int) -> str:
+        """The name of top ``i`` (Caffe's ``CheckBlobCounts``: a layer that needs it has it)."""
+        self.check(i < self.num_tops, f"needs at least {i + 1} top blob(s), has {self.num_tops}")
+        return self.param.top[i]
+
     @property
     def bottom_shapes(self) -> list[Shape]:
         """The shapes of all bottoms, as tuples (an unknown one stops the rule as :meth:`bottom` does)."""
@@ -277,6 +282,12 @@ class LayerContext:
 
 
 def count(shape: Sequence[int], start: int = 0, end: int | None = None) -> int:
+    """``Blob::count(start, end)``: the product of ``shape[start:end]``, with Caffe's checks
+    (0 <= start <= end <= number of axes) -- a reversed range is an error, not an empty product."""
+    end = len(shape) if end is None else end
+    if not 0 <= start <= end <= len(shape):
+        raise ShapeError(f"Blob::count({start}, {end}) of a {len(shape)}-axis blob {tuple(shape)}: Caffe requires "
+                         f"0 <= start <= end <= {len(shape)}")
     return math.prod(shape[start:end])
 
 

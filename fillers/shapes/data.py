@@ -14,7 +14,9 @@ def _needs_rand(layer: LayerContext) -> bool:
 
 
 def _prefetch_draws(layer: LayerContext, setup_draws: int = 0) -> None:
-    """Seeds a prefetching data layer draws: InitRand, its own setup, InitRand again, the thread's seed."""
+    """Seeds a prefetching data layer draws: InitRand, its own setup, InitRand again, the thread's seed.
+    (Every prefetching data layer has a data top: Caffe's ``CheckBlobCounts`` refuses one without tops.)"""
+    layer.top_name(0)
     layer.raw_draws = 2 * _needs_rand(layer) + setup_draws + 1
 
 
@@ -25,14 +27,14 @@ def _channels_from_means(layer: LayerContext, what: str) -> int:
     if len(tp.mean_value) > 1:
         return len(tp.mean_value)
     raise layer.error(
-        f"the number of channels of top {layer.param.top[0]!r} comes from {what}; "
+        f"the number of channels of top {layer.top_name(0)!r} comes from {what}; "
         "only a transform_param with one mean_value per channel tells it here"
     )
 
 
 def _data_top(layer: LayerContext, batch: int, channels: int, what: str) -> Shape:
     crop = layer.param.transform_param.crop_size
-    layer.check(crop > 0, f"the height and width of top {layer.param.top[0]!r} come from {what} "
+    layer.check(crop > 0, f"the height and width of top {layer.top_name(0)!r} come from {what} "
                           "(no transform_param crop_size)")
     return layer.shape((batch, channels, crop, crop))
 

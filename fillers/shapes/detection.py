@@ -22,7 +22,8 @@ def _aspect_ratios(pp: Any) -> list[np.float32]:
             continue
         ratios.append(ar)
         if pp.flip:
-            ratios.append(np.float32(1.0 / float(ar)))
+            with np.errstate(divide="ignore"):  # SSD's 1./ar in double: 1/0 is inf, a prior all the same
+                ratios.append(np.float32(np.float64(1.0) / np.float64(ar)))
     return ratios
 
 

@@ -80,6 +80,43 @@ _STRTOF = re.compile(r"[ \t\n\v\f\r]*([+-]?(?:0x(?:[0-9a-f]+\.?[0-9a-f]*|\.[0-9a
                      r"|(?:\d+\.?\d*|\.\d+)(?:e[+-]?\d+)?|inf(?:inity)?|nan(?:\(\w*\))?))", re.IGNORECASE)
 
 
+#: Significant digits kept of a decimal mantissa: more than any float's halfway point has (at most 112), so
+#: the digits dropped (replaced by one sticky nonzero digit) never change the rounding.
+_KEPT_DIGITS = 160
+
+
+def _exact_decimal(text: str) -> Fraction | None:
+    """The exact value of a decimal number, or ``None`` when its magnitude is beyond float's range (above
+    1e39, or below 1e-47 and not zero), decided from the exponent before any big-number arithmetic -- so
+    "1e-9999999" costs what "1e-9" does."""
+    mantissa, _, exponent = text.lower().partition("e")
+    sign = -1 if mantissa.startswith("-") else 1
+    whole, _, fraction = mantissa.lstrip("+-").partition(".")
+    digits = (whole + fraction).lstrip("0")
+    if not digits:
+        return Fraction(0) * sign
+    # the value is in [10**lead, 10**(lead + 1)): lead from the position of the first nonzero digit
+    lead = int(exponent or 0) + len(whole.lstrip("0")) - 1 if whole.lstrip("0") else \
+        int(exponent or 0) - (len(fraction) - len(fraction.lstrip("0"))) - 1
+    if lead > 39 or lead < -47:
+        return None
+    if len(digits) > _KEPT_DIGITS:
+        digits = digits[:_KEPT_DIGITS] + ("1" if digits[_KEPT_DIGITS:].strip("0") else "0")
+    return sign * Fraction(int(digits)) * Fraction(10) ** (lead - len(digits) + 1)
+
+
+def _exact_hex(text: str) -> Fraction | None:
+    """The exact value of a hexadecimal float (``0x1.8p3``), or ``None`` when it over- or underflows a
+    double (then it is beyond float's range too)."""
+    try:
+        value = float.fromhex(text)
+    except OverflowError:
+        return None
+    if value == 0 and re.search(r"[1-9a-f]", text.lower().partition("p")[0][2:]):
+        return None
+    return Fraction(value)
+
+
 def _stof(token: str) -> np.float32 | None:
     """C++ ``std::stof`` (glibc): the float nearest to the longest number at the start of ``token`` after
     white space (ties to even); ``None`` where stof throws: no number, or a result out of float's range
@@ -90,7 +127,9 @@ def _stof(token: str) -> np.float32 | None:
     text = match.group(1)
     if re.search(r"inf|nan", text, re.IGNORECASE):
         return np.float32(text.split("(")[0])
-    exact = Fraction(float.fromhex(text)) if "x" in text.lower() else Fraction(text)
+    exact = _exact_hex(text) if "x" in text.lower() else _exact_decimal(text)
+    if exact is None:  # beyond float's range either way: stof throws out_of_range
+        return None
     if exact == 0:
         return np.float32(-0.0 if text.startswith("-") else 0.0)
     with np.errstate(over="ignore"):

@@ -93,6 +93,8 @@ def _flatten(layer: LayerContext) -> list[Shape | Unknown]:
     shape = layer.bottom(0)
     fp = layer.param.flatten_param
     start, end = layer.axis(fp.axis, shape), layer.axis(fp.end_axis, shape)
+    layer.check(start <= end + 1, f"axis {fp.axis} (axis {start}) comes after end_axis {fp.end_axis} "
+                                  f"(axis {end}) of the {len(shape)}-axis bottom {shape}")
     return [layer.shape((*shape[:start], count(shape, start, end + 1), *shape[end + 1:]))]
 
 

@@ -170,6 +170,8 @@ def _pool_params(layer: LayerContext, pp: Any, h: int, w: int) -> tuple[int, int
     sh, sw = (pp.stride_h, pp.stride_w) if pp.HasField("stride_h") else (pp.stride, pp.stride)
     if pp.global_pooling:
         layer.check(ph == 0 and pw == 0 and sh == 1 and sw == 1, "with global_pooling only pad 0 and stride 1")
+    # Caffe divides by the stride (a zero one is a division by zero there): refused
+    layer.check(sh > 0 and sw > 0, f"stride dimensions must be nonzero, got ({sh}, {sw})")
     if ph or pw:
         layer.check(pp.pool in (pp.MAX, pp.AVE), "padding is implemented only for average and max pooling")
         layer.check(ph < kh and pw < kw, f"pad ({ph}, {pw}) must be smaller than the kernel ({kh}, {kw})")

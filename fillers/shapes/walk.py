@@ -134,6 +134,10 @@ def _layer_blobs(layer: LayerContext, owners: dict[str, tuple[str, int, Shape]],
         given, make_given = "setup", functools.partial(_written_values, tuple(layer.written))
     runs = [run for step in fills for run in (step.steps if isinstance(step, FillCycle) else (step,))]
     for step in runs:  # a filler Caffe's setup would reject (unknown type, sparse > 1, xavier on 0-D ...)
+        # every Caffe filler but bilinear CHECKs a non-empty blob: a zero-sized learnable blob is refused
+        if count(step.shape) == 0 and step.filler.type != "bilinear":
+            raise layer.error(f"learnable blob {step.blob} has shape {step.shape}, no elements: Caffe's "
+                              f"{step.filler.type} filler refuses an empty blob (CHECK(blob->count()))")
         try:
             resolve(step.filler, step.shape, np.float32)
         except ValueError as err:
@@ -208,6 +212,28 @@ def infer_shapes(
     return _walk(_as_net(net), _check_inputs(inputs), _phase(phase))
 
 
+def _run_rule(rule: Callable[[LayerContext], Any], layer: LayerContext) -> list[Shape | Unknown]:
+    """A layer's top shapes from its rule.  A rule is arithmetic on the net's numbers: whatever it trips on
+    (a division by zero, an overflow, a NaN, an index past a repeated field's end, a check with no layer
+    named) becomes a :class:`ShapeError` naming the layer."""
+    try:
+        tops = rule(layer)
+    except NeedsUnknown:
+        raise
+    except ShapeError as err:
+        if err.layer is not None:
+            raise
+        raise layer.error(str(err)) from None
+    except (ArithmeticError, ValueError, IndexError) as err:
+        raise layer.error(f"its parameters cannot be set up: {type(err).__name__}: {err}") from None
+    if tops is None:  # a rule that set its tops with layer.set_top
+        missing = [i for i in range(layer.num_tops) if i not in layer.tops]
+        if missing:
+            raise layer.error(f"its rule set no shape for top(s) {missing}")
+        tops = [layer.tops[i] for i in range(layer.num_tops)]
+    return tops
+
+
 def _walk(net: NetParameter, inputs: dict[str, Shape], phase: int) -> list[LayerBlobs]:
     state = NetState()
     state.CopyFrom(net.state)
@@ -239,12 +265,7 @@ def _walk(net: NetParameter, inputs: dict[str, Shape], phase: int) -> list[Layer
             raise layer.error(f"unknown layer type {param.type!r}: fillers does not know its learnable blobs "
                               "or top shapes")
         try:
-            tops = rule(layer)
-            if tops is None:  # a rule that set its tops with layer.set_top
-                missing = [i for i in range(layer.num_tops) if i not in layer.tops]
-                if missing:
-                    raise layer.error(f"its rule set no shape for top(s) {missing}")
-                tops = [layer.tops[i] for i in range(layer.num_tops)]
+            tops = _run_rule(rule, layer)
         except NeedsUnknown as need:
             if param.type in LEARNABLE:
                 source = need.unknown.blob or need.bottom
@@ -256,6 +277,7 @@ def _walk(net: NetParameter, inputs: dict[str, Shape], phase: int) -> list[Layer
             tops = [need.unknown] * layer.num_tops
         if len(tops) < layer.num_tops:
             raise layer.error(f"has {layer.num_tops} tops; this layer type makes {len(tops)}")
+        tops = [top if isinstance(top, Unknown) else layer.shape(top) for top in tops]
         draws += layer.raw_draws
         for name, shape in zip(param.top, tops):
             if isinstance(shape, Unknown) and not shape.blob:
