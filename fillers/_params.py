@@ -20,6 +20,12 @@ from fillers.errors import FillerError
 #: The filler types Caffe 1.0's ``GetFiller`` knows, in its order.
 FILLER_TYPES = ("constant", "gaussian", "positive_unitball", "uniform", "xavier", "msra", "bilinear")
 
+#: How many standard deviations from the mean a gaussian fill is assumed to reach: a gaussian whose
+#: ``|mean| + NORMAL_BOUND * std`` overflows the element type is refused.  Box-Muller draws every value within
+#: 8.6 std (u1 >= 2**-53); Caffe's ziggurat has an unbounded tail, but beyond 16 std its probability is
+#: below 1e-57.
+NORMAL_BOUND = 16.0
+
 _JSON_NONFINITE = {"nan": "NaN", "inf": "Infinity", "-inf": "-Infinity"}
 
 FillerLike = Union[FillerParameter, Mapping[str, Any], str]
@@ -169,6 +175,11 @@ def resolve(param: FillerParameter, shape: tuple[int, ...], dtype: np.dtype) -> 
         std = dt(param.std)
         if not std > 0:
             raise FillerError(f"filler 'gaussian': std must be > 0, got {param.std}")
+        if not abs(float(dt(param.mean))) + NORMAL_BOUND * float(std) <= float(np.finfo(dt).max):
+            raise FillerError(
+                f"filler 'gaussian': mean={param.mean} std={param.std} can draw values beyond "
+                f"{np.dtype(dt).name}'s range (|mean| + {NORMAL_BOUND:g} std overflows)"
+            )
         sparse_p = None
         if param.sparse >= 0:
             if len(shape) < 1:

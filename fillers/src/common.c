@@ -64,8 +64,19 @@
     }
 
 /* Sums run sequentially per row (Caffe's order, so the same bytes as Caffe's loop); FL_ROWS_AT_ONCE
- * rows are summed side by side so the additions of different rows overlap. */
+ * rows are summed side by side so the additions of different rows overlap.  A row whose draws are all
+ * zero (sum 0, where Caffe would divide 0 by 0) becomes the centre of the simplex, 1/row_len each. */
 #define FL_DEFINE_NORMALIZE_ROWS(SUFFIX, T)                                                \
+    static inline void fl_divide_row_##SUFFIX(T *row, int64_t row_len, T sum)             \
+    {                                                                                      \
+        if (sum == 0) {                                                                    \
+            for (int64_t j = 0; j < row_len; ++j)                                          \
+                row[j] = (T)1 / (T)row_len;                                                \
+            return;                                                                        \
+        }                                                                                  \
+        for (int64_t j = 0; j < row_len; ++j)                                              \
+            row[j] /= sum;                                                                 \
+    }                                                                                      \
     FL_CLONES void fl_normalize_rows_##SUFFIX(T *data, int64_t rows, int64_t row_len)     \
     {                                                                                      \
         int64_t r = 0;                                                                     \
@@ -76,16 +87,14 @@
                 for (int q = 0; q < FL_ROWS_AT_ONCE; ++q)                                  \
                     sum[q] += base[q * row_len + j];                                       \
             for (int q = 0; q < FL_ROWS_AT_ONCE; ++q)                                      \
-                for (int64_t j = 0; j < row_len; ++j)                                      \
-                    base[q * row_len + j] /= sum[q];                                       \
+                fl_divide_row_##SUFFIX(base + q * row_len, row_len, sum[q]);               \
         }                                                                                  \
         for (; r < rows; ++r) {                                                            \
             T *row = data + r * row_len;                                                   \
             T sum = 0;                                                                     \
             for (int64_t j = 0; j < row_len; ++j)                                          \
                 sum += row[j];                                                             \
-            for (int64_t j = 0; j < row_len; ++j)                                          \
-                row[j] /= sum;                                                             \
+            fl_divide_row_##SUFFIX(row, row_len, sum);                                     \
         }                                                                                  \
     }
 
