@@ -43,7 +43,7 @@ from fillers.caffe_pb2 import (
 )
 from fillers._params import resolve
 from fillers.errors import ShapeError
-from fillers.io import blob_array
+from fillers.caffemodel import blob_array
 from fillers.prototxt import load_net
 from fillers.upgrade import net_needs_upgrade, upgrade_net
 
