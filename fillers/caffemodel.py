@@ -40,6 +40,7 @@ __all__ = [
     "CaffemodelWriter",
     "ChunkedBlob",
     "blob_array",
+    "blob_pieces",
     "caffemodel_size",
     "check_caffemodel_size",
     "read_caffemodel",
@@ -443,7 +444,7 @@ def _split_layer(layer, blobs_field: int) -> tuple[bytes, bytes]:
 
 def _blob_size(blob: Blob) -> int:
     dtype = np.dtype(blob.dtype)
-    nbytes = blob.size * dtype.itemsize
+    nbytes = math.prod(blob.shape) * dtype.itemsize
     return sum(map(len, _blob_fields(tuple(blob.shape), dtype))) + (_length_field_size(_BLOB_DATA, nbytes)
                                                                       if nbytes else 0)
 
@@ -575,26 +576,36 @@ class CaffemodelWriter:
         number = _BLOB_DATA if dtype == np.float32 else _BLOB_DOUBLE_DATA
         before, after = _blob_fields(tuple(blob.shape), dtype)
         self._write(before)
-        if blob.size:  # Caffe writes no values field for an empty blob
-            self._write(_length_field(number, blob.size * dtype.itemsize))
+        nbytes = math.prod(blob.shape) * dtype.itemsize
+        if nbytes:  # Caffe writes no values field for an empty blob
+            self._write(_length_field(number, nbytes))
             self._write_values(blob, dtype, progress)
         self._write(after)
 
     def _write_values(self, blob: Blob, dtype: np.dtype, progress: Callable[[int], None] | None) -> None:
-        little = dtype.newbyteorder("<")
-        if isinstance(blob, np.ndarray):
-            data = np.ascontiguousarray(blob, little).reshape(-1)
-            step = max(1, (64 << 20) // dtype.itemsize)  # progress every 64 MiB
-            for offset in range(0, data.size, step):
-                piece = data[offset:offset + step]
-                self._write(piece)
-                if progress is not None:
-                    progress(piece.nbytes)
-            return
-        buffer = np.empty(min(blob.size, max(1, blob.piece)), dtype)
-        for offset, count in blob.pieces():
-            out = buffer[:count]
-            blob.fill(out, offset)
-            self._write(out if _LITTLE else out.astype(little))
+        for piece in blob_pieces(blob):
+            self._write(piece)
             if progress is not None:
-                progress(out.nbytes)
+                progress(piece.nbytes)
+
+
+def blob_pieces(blob: Blob, piece_bytes: int = 64 << 20) -> Iterator[np.ndarray]:
+    """The values of an array or :class:`ChunkedBlob` as consecutive little-endian 1-D pieces, in C order.
+
+    An array's pieces are views of about ``piece_bytes`` (a copy only for a non-contiguous or big-endian
+    array); a ChunkedBlob's are filled one after another into one reused buffer: use each piece before
+    asking for the next.
+    """
+    dtype = np.dtype(blob.dtype)
+    little = dtype.newbyteorder("<")
+    if isinstance(blob, np.ndarray):
+        data = np.ascontiguousarray(blob, little).reshape(-1)
+        step = max(1, piece_bytes // dtype.itemsize)
+        for offset in range(0, data.size, step):
+            yield data[offset:offset + step]
+        return
+    buffer = np.empty(min(blob.size, max(1, blob.piece)), dtype)
+    for offset, count in blob.pieces():
+        out = buffer[:count]
+        blob.fill(out, offset)
+        yield out if _LITTLE else out.astype(little)

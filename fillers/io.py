@@ -11,7 +11,7 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import IO, Iterator, Mapping, Sequence, Union
+from typing import IO, Iterable, Iterator, Mapping, Sequence, Union
 
 import numpy as np
 
@@ -89,6 +89,17 @@ def _optional(module: str, extra: str):
         ) from None
 
 
+def check_h5_names(layers: Iterable[str]) -> None:
+    """Refuse layer names Caffe's HDF5 layout cannot hold: a '/' would nest groups, which Caffe's
+    ``CopyTrainedLayersFromHDF5`` does not look into."""
+    nested = [layer for layer in layers if "/" in layer]
+    if nested:
+        raise ValueError(
+            f"layer name {nested[0]!r} contains '/', which Caffe's HDF5 layout cannot hold (Caffe would skip "
+            "or reject it); use .caffemodel, .npz or .safetensors"
+        )
+
+
 def _write_caffemodel(params: Params, path: PathLike, net: caffe_pb2.NetParameter | None) -> None:
     """Stream a NetParameter (see :mod:`fillers.caffemodel`): one layer per entry of ``params``, named and
     typed as in ``net``; refused before anything is written when protobuf could not read the result."""
@@ -139,12 +150,7 @@ def save(params: Params, path: PathLike, *, net: caffe_pb2.NetParameter | None =
                                 for i, blob in enumerate(blobs)})
     elif fmt == ".h5":
         h5py = _optional("h5py", "h5")
-        nested = [layer for layer in params if "/" in layer]
-        if nested:  # HDF5 would nest groups, which Caffe's CopyTrainedLayersFromHDF5 does not look into
-            raise ValueError(
-                f"layer name {nested[0]!r} contains '/', which Caffe's HDF5 layout cannot hold (Caffe would skip "
-                "or reject it); use .caffemodel, .npz or .safetensors"
-            )
+        check_h5_names(params)
         with atomic_write(path) as handle, h5py.File(handle, "w", track_order=True) as h5:
             data = h5.create_group("data", track_order=True)
             for layer, blobs in params.items():
