@@ -41,6 +41,7 @@ __all__ = [
     "ChunkedBlob",
     "blob_array",
     "blob_pieces",
+    "blob_shape",
     "caffemodel_size",
     "check_caffemodel_size",
     "read_caffemodel",
@@ -218,13 +219,13 @@ class _BlobParser:
         head = reader.proto(caffe_pb2.BlobProto, small, where)
         values = doubles if doubles.pieces else floats
         array = values.array()
-        shape = _blob_shape(head)
+        shape = blob_shape(head)
         if math.prod(shape) != array.size:
             raise reader.error(f"{where}: {array.size} values for shape {shape}", start)
         return array.reshape(shape)
 
 
-def _blob_shape(blob: caffe_pb2.BlobProto) -> tuple[int, ...]:
+def blob_shape(blob: caffe_pb2.BlobProto) -> tuple[int, ...]:
     """The shape Caffe's ``Blob::FromProto`` gives a BlobProto: legacy dims when any is present, else its
     ``shape`` (no shape at all: zero axes)."""
     if any(blob.HasField(name) for name in ("num", "channels", "height", "width")):
@@ -236,8 +237,8 @@ def blob_array(blob: caffe_pb2.BlobProto) -> np.ndarray:
     """A parsed BlobProto's values as an array of its Caffe shape (:func:`_blob_shape`), float64 when it holds
     ``double_data``, else float32 (a copy of protobuf's repeated field)."""
     if len(blob.double_data):
-        return np.array(blob.double_data, np.float64).reshape(_blob_shape(blob))
-    return np.array(blob.data, np.float32).reshape(_blob_shape(blob))
+        return np.array(blob.double_data, np.float64).reshape(blob_shape(blob))
+    return np.array(blob.data, np.float32).reshape(blob_shape(blob))
 
 
 def _map(path: str) -> np.ndarray:

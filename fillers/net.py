@@ -157,8 +157,8 @@ def _plan(layers: list[LayerBlobs], keys: list[str], *, seed: int, caffe_rng: Ca
                 raise type(err)(f"{label}: {err}") from None
             if index is not None:
                 blobs[index] = array
-        if layer.given:  # values written in the net replace whatever the fills made
-            blobs = [np.array(values, dt) for values in layer.given]
+        if layer.given:  # values written in the net (or by the setup) replace whatever the fills made
+            blobs = [np.array(values, dt) for values in layer.given_values()]
         for i, blob in enumerate(layer.blobs):
             if blob.share_owner is not None:
                 owner, index = blob.share_owner
