@@ -89,7 +89,7 @@ def fill_net(
     Parameters
     ----------
     net : NetParameter or path
-        The net (any format :func:`fillers.load_net` reads, or a loaded message).
+        The net (any format :func:`fillers.load_net` reads, or a loaded message, also pycaffe's).
     seed : int
         Philox: a 64-bit key.  Caffe: ``Caffe::set_random_seed``'s unsigned 32-bit seed.
     rng : {"philox", "caffe"}

@@ -32,6 +32,7 @@ from fractions import Fraction
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
+from google.protobuf.message import Message
 
 from fillers.caffe_pb2 import (
     FillerParameter,
@@ -40,6 +41,7 @@ from fillers.caffe_pb2 import (
     NetState,
     NetStateRule,
     PoolingParameter,
+    as_message,
 )
 from fillers._params import resolve
 from fillers.errors import ShapeError
@@ -1417,8 +1419,9 @@ def _as_net(net: Any) -> NetParameter:
     """A current-format NetParameter from a message or a prototxt path (older formats are upgraded)."""
     if isinstance(net, (str, os.PathLike)):
         return load_net(net)
-    if not isinstance(net, NetParameter):
+    if not isinstance(net, Message):
         raise TypeError(f"net must be a NetParameter or a prototxt path, not {type(net).__name__}")
+    net = as_message(net, NetParameter)
     return upgrade_net(net) if net_needs_upgrade(net) else net
 
 
@@ -1478,7 +1481,8 @@ def infer_shapes(
     Parameters
     ----------
     net : NetParameter or path
-        A current-format net (V0/V1 messages and files are upgraded first).
+        A current-format net (V0/V1 messages and files are upgraded first); another schema's ``NetParameter``
+        (pycaffe's ``caffe_pb2``) is read through its serialized bytes.
     inputs : mapping of str to sequence of int, optional
         Shapes for top blobs by name; they override whatever the net says (use them for data layers whose
         shapes come from data, ``Python`` layers, or to change an input size).
