@@ -61,8 +61,9 @@ def as_filler_parameter(filler: FillerLike) -> FillerParameter:
     Parameters
     ----------
     filler : FillerParameter, mapping or str
-        A message (also another schema's ``FillerParameter``, e.g. pycaffe's); a mapping of its fields (``variance_norm`` by name or number); a bare type name such as
-        ``"xavier"``; or FillerParameter text such as ``'type: "gaussian" std: 0.01'``.
+        A message (also another schema's ``FillerParameter``, e.g. pycaffe's, read through its bytes); a mapping
+        of its fields (``variance_norm`` by name or number); a bare type name such as ``"xavier"``; or
+        FillerParameter text such as ``'type: "gaussian" std: 0.01'``.
 
     Returns
     -------
