@@ -1,7 +1,8 @@
 """The ``fillers`` command: ``fill``, ``inspect`` and ``upgrade`` Caffe nets.
 
 Exit codes: 0 success, 2 usage error (argparse), 1 any other error, reported as one line on stderr
-(``--debug`` shows the traceback instead), 130 when interrupted.
+(``--debug`` shows the traceback instead), 130 when interrupted. ``-o -`` is standard output where the output
+is text (``upgrade``); ``fill`` writes binary formats only, so it is a usage error there.
 """
 from __future__ import annotations
 
@@ -17,8 +18,12 @@ from typing import Sequence
 import numpy as np
 from google.protobuf import json_format
 
+from fillers import __version__
+
 #: Output suffixes that get the binary NetParameter encoding from ``fillers upgrade``.
 BINARY_SUFFIXES = (".caffemodel", ".binaryproto")
+#: The output name that means standard output.
+STDOUT = "-"
 
 
 def _input_shape(text: str) -> tuple[str, tuple[int, ...]]:
@@ -58,6 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="fillers", description="Fill the learnable blobs of Caffe nets with Caffe's fillers."
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -70,7 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
     fill = commands.add_parser("fill", help="fill every learnable blob and write them to a file")
     net_options(fill)
     fill.add_argument("-o", "--output", required=True, metavar="OUT",
-                      help="output file: .caffemodel, .h5/.caffemodel.h5, .npz or .safetensors")
+                      help="output file: .caffemodel, .h5/.caffemodel.h5, .npz or .safetensors (not -: binary)")
     fill.add_argument("--seed", type=_seed, default=0, help="random seed (default 0)")
     fill.add_argument("--rng", choices=("philox", "caffe"), default="philox",
                       help="philox: counter-based, multithreaded (default); caffe: bit-identical to Caffe 1.0")
@@ -85,7 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
     upgrade = commands.add_parser("upgrade", help="rewrite a net in the current Caffe format")
     upgrade.add_argument("input", metavar="IN", help="net definition in any Caffe format")
     upgrade.add_argument("-o", "--output", metavar="OUT",
-                         help="output file (default stdout); binary for .caffemodel/.binaryproto")
+                         help="output file (default or -: stdout); binary for .caffemodel/.binaryproto")
     upgrade.add_argument("--strict", action="store_true",
                          help="unknown fields or enum values are errors instead of warnings")
     return parser
@@ -178,7 +184,7 @@ def _upgrade(args: argparse.Namespace) -> int:
     from fillers.prototxt import to_text
 
     net = load_net(args.input, strict=args.strict)
-    if args.output is None:
+    if args.output in (None, STDOUT):
         sys.stdout.write(to_text(net))
     elif args.output.lower().endswith(BINARY_SUFFIXES):
         with atomic_write(args.output, "wb") as handle:
@@ -198,7 +204,10 @@ def _one_line_warning(message, category, filename, lineno, file=None, line=None)
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``fillers`` command line; returns the exit code."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command == "fill" and args.output == STDOUT:
+        parser.error("fill -o -: the weight formats are binary and are written to files only; give a file name")
     try:
         with warnings.catch_warnings():
             warnings.showwarning = _one_line_warning

@@ -2,14 +2,16 @@
 
 Every writer goes through :func:`atomic_write`: the data goes to a temporary file in the target's directory,
 is flushed and synced, and only then renamed over the target, so an error or Ctrl-C leaves the old file
-untouched and no partial file behind.
+untouched and no partial file behind. A new file gets the mode ``open`` would give it (0666 less the umask); a
+replaced file keeps its mode.
 """
 from __future__ import annotations
 
 import contextlib
 import json
 import os
-import tempfile
+import secrets
+import stat
 from pathlib import Path
 from typing import IO, Iterable, Iterator, Mapping, Sequence, Union
 
@@ -46,13 +48,20 @@ def atomic_write(path: PathLike, mode: str = "wb") -> Iterator[IO]:
     Notes
     -----
     On any exception, ``KeyboardInterrupt`` included, the temporary file is removed and ``path`` is left as it
-    was.
+    was. The file is created with mode 0666, which the system reduces by the umask, as for ``open``; when it
+    replaces a file, it gets that file's permission bits before anything is written. Text is written as UTF-8.
     """
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        os.close(fd)
-        with open(tmp, mode) as handle:
+        kept_mode: int | None = stat.S_IMODE(os.stat(path).st_mode)
+    except FileNotFoundError:
+        kept_mode = None
+    tmp = path.parent / f".{path.name}.{secrets.token_hex(8)}.tmp"
+    os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666))
+    try:
+        if kept_mode is not None:
+            os.chmod(tmp, kept_mode)
+        with open(tmp, mode, encoding=None if "b" in mode else "utf-8") as handle:
             yield handle
             handle.flush()
             os.fsync(handle.fileno())

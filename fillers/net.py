@@ -23,10 +23,11 @@ from dataclasses import dataclass, replace
 from typing import Any, Callable, Iterator, Mapping, Sequence, Union
 
 import numpy as np
+from google.protobuf.message import Message
 
 from fillers._caffe import CaffeRNG
 from fillers._fill import _check_u64, fill
-from fillers.caffe_pb2 import FillerParameter, NetParameter
+from fillers.caffe_pb2 import FillerParameter, NetParameter, as_message
 from fillers.caffemodel import ChunkedBlob
 from fillers.prototxt import load_net
 from fillers.shapes import LayerBlobs, infer_shapes
@@ -189,7 +190,7 @@ def fill_net(
     Parameters
     ----------
     net : NetParameter or path
-        The net (any format :func:`fillers.load_net` reads, or a loaded message).
+        The net (any format :func:`fillers.load_net` reads, or a loaded message, also pycaffe's).
     seed : int
         Philox: a 64-bit key.  Caffe: ``Caffe::set_random_seed``'s unsigned 32-bit seed.
     rng : {"philox", "caffe"}
@@ -248,7 +249,7 @@ def fill_net(
     caffe_rng = CaffeRNG(seed) if rng == "caffe" else None
     if caffe_rng is None:
         _check_u64("seed", seed)
-    net_message = net if isinstance(net, NetParameter) else load_net(net)
+    net_message = as_message(net, NetParameter) if isinstance(net, Message) else load_net(net)
     layers = infer_shapes(net_message, inputs=inputs, phase=phase)
     keys = _keys(layers)
     plan = _plan(layers, keys, seed=seed, caffe_rng=caffe_rng, dt=dt, threads=threads)

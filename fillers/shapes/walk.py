@@ -29,9 +29,10 @@ import os
 from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
+from google.protobuf.message import Message
 
 from fillers._params import resolve
-from fillers.caffe_pb2 import LayerParameter, NetParameter, NetState, NetStateRule
+from fillers.caffe_pb2 import LayerParameter, NetParameter, NetState, NetStateRule, as_message
 from fillers.errors import ShapeError
 from fillers.caffemodel import blob_array, blob_shape
 from fillers.shapes.context import Shape, BlobSpec, FillStep, LayerBlobs, Unknown, NeedsUnknown, input_hint, LayerContext, count, RULES, LEARNABLE, rule
@@ -92,8 +93,9 @@ def _as_net(net: Any) -> NetParameter:
     if isinstance(net, (str, os.PathLike)):
         raise TypeError(f"net must be a NetParameter, not a path ({os.fspath(net)!r}): read the file with "
                         "fillers.load_net first")
-    if not isinstance(net, NetParameter):
+    if not isinstance(net, Message):
         raise TypeError(f"net must be a NetParameter, not {type(net).__name__}")
+    net = as_message(net, NetParameter)  # another schema's NetParameter (pycaffe's) through its bytes
     return upgrade_net(net) if net_needs_upgrade(net) else net
 
 
@@ -173,7 +175,8 @@ def infer_shapes(
     Parameters
     ----------
     net : NetParameter
-        The net, as :func:`fillers.load_net` returns it (V0/V1 messages are upgraded first).  Shape inference
+        The net, as :func:`fillers.load_net` returns it (V0/V1 messages are upgraded first; another schema's
+        ``NetParameter``, pycaffe's ``caffe_pb2``, is read through its serialized bytes).  Shape inference
         reads no file and converts no stored weights.
     inputs : mapping of str to sequence of int, optional
         Shapes for top blobs by name; they override whatever the net says (use them for data layers whose
