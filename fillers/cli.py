@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import re
 import sys
 import time
 import warnings
@@ -139,22 +140,30 @@ def filler_dict(filler) -> dict | None:
     return {"type": filler.type, **json_format.MessageToDict(filler, preserving_proto_field_name=True)}
 
 
+_LAYER_BLOCK = re.compile(r"^\s*layers?\s*:?\s*\{", re.MULTILINE)
+
+
 def _is_solver(path: str) -> bool:
-    """A solver file: named like one (``*solver*``), or text that reads as a SolverParameter naming a net."""
+    """A solver file: text that reads as a SolverParameter naming a net; or, where it does not (a syntax error,
+    no net), a file named like a solver (``*solver*``) without ``layer`` blocks, so that the solver's own error
+    is reported."""
     from fillers import FillersError, load_solver
 
     name = Path(path).name.lower()
     if name.endswith(BINARY_SUFFIXES):
         return False
-    if "solver" in name:
-        return True
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # a net's fields are unknown to SolverParameter
             solver = load_solver(path)
+        if any(solver.HasField(f) for f in ("net", "net_param", "train_net", "train_net_param")):
+            return True
     except (FillersError, UnicodeDecodeError):
+        pass
+    if "solver" not in name:
         return False
-    return any(solver.HasField(f) for f in ("net", "net_param", "train_net", "train_net_param"))
+    with open(path, "rb") as handle:
+        return not _LAYER_BLOCK.search(handle.read().decode("utf-8", "replace"))
 
 
 def _net_and_phase(args: argparse.Namespace):
