@@ -14,6 +14,7 @@ The public API:
   :func:`upgrade_net` is Caffe's format upgrade on its own.
 - :func:`infer_shapes` lists every learnable blob of a net with its shape and filler, as Caffe's ``Net::Init``
   would set it up (:class:`LayerBlobs`, :class:`BlobSpec`; :class:`ShapeError` when a shape cannot be known);
+  :func:`register_layer` teaches it a layer type (:class:`LayerContext` is what a rule gets);
   :func:`fill_net` fills them all, from Philox streams keyed by layer name or bit-identically to Caffe,
   optionally copying pretrained ``weights`` and with per-layer filler ``overrides`` (a :class:`FilledNet`
   with its seed, :class:`FillReport` and metadata); :func:`fill_solver` gives the weights ``caffe train``
@@ -42,7 +43,7 @@ from fillers.io import load, read_metadata, save
 from fillers.net import FilledNet, FillReport, fill_net, fill_solver, philox_stream, solver_train_net
 from fillers.prototxt import load_net, load_solver
 from fillers.seeds import Philox
-from fillers.shapes import BlobSpec, FillStep, LayerBlobs, infer_shapes
+from fillers.shapes import BlobSpec, FillStep, LayerBlobs, LayerContext, infer_shapes, register_layer
 from fillers.upgrade import upgrade_net
 
 __all__ = [
@@ -64,6 +65,7 @@ __all__ = [
     "infer_shapes",
     "load",
     "LayerBlobs",
+    "LayerContext",
     "load_net",
     "load_solver",
     "NetParameter",
@@ -73,6 +75,7 @@ __all__ = [
     "PrototxtError",
     "PrototxtWarning",
     "read_metadata",
+    "register_layer",
     "save",
     "ShapeError",
     "solver_train_net",

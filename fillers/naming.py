@@ -68,11 +68,12 @@ def torch_state_dict(params: Mapping[str, Sequence[np.ndarray]], net: NetParamet
     ValueError
         No net, or two blobs that would get one name.
     """
-    from fillers.shapes import _as_net
+    from fillers.upgrade import net_needs_upgrade, upgrade_net
 
     if net is None:
         raise ValueError("naming='torch' needs the net (its layer types): pass net=")
-    net = _as_net(net)
+    if net_needs_upgrade(net):
+        net = upgrade_net(net)
     types = {}
     owner = {}  # a Scale's name -> the BatchNorm it follows
     producer: dict[str, LayerParameter] = {}

@@ -33,9 +33,10 @@ from fillers._params import FillerLike, as_filler_parameter
 from fillers.caffe_pb2 import TRAIN, FillerParameter, NetParameter, NetState, SolverParameter
 from fillers.errors import ShapeError
 from fillers.io import load
-from fillers.prototxt import load_solver, load_solver_net
+from fillers.prototxt import load_net, load_solver, load_solver_net
 from fillers.seeds import SeedLike, key_of
-from fillers.shapes import LayerBlobs, _as_net, infer_shapes
+from fillers.shapes import LayerBlobs, infer_shapes
+from fillers.upgrade import net_needs_upgrade, upgrade_net
 
 __all__ = ["apply_overrides", "FilledNet", "FillReport", "fill_net", "fill_solver", "layer_keys", "philox_stream",
            "solver_train_net"]
@@ -237,7 +238,9 @@ def fill_net(
         raise ValueError("threads does not apply with rng='caffe': Caffe's stream is sequential")
     seed = key_of(seed, bits=32 if rng == "caffe" else 64)
     caffe_rng = CaffeRNG(seed) if rng == "caffe" else None
-    net = _as_net(net)
+    net = load_net(net) if isinstance(net, (str, os.PathLike)) else net
+    if isinstance(net, NetParameter) and net_needs_upgrade(net):
+        net = upgrade_net(net)
     report = FillReport()
     layers = infer_shapes(net, inputs=inputs, phase=phase)
     keys = layer_keys(layers)
@@ -265,8 +268,8 @@ def fill_net(
                 if index is not None:
                     arrays[index] = array
                 bar.update(array.size)
-            if layer.given:  # values written in the net replace whatever the fills made
-                arrays = [np.array(values, dt) for values in layer.given]
+            if layer.given:  # values written in the net (or by the setup) replace whatever the fills made
+                arrays = [np.array(values, dt) for values in layer.given_values()]
             out[key] = arrays
             report.filled += [f"{key}/{i}" for i, blob in enumerate(layer.blobs)
                               if blob.share_owner is None and (key, i) not in copies]
