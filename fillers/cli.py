@@ -6,6 +6,7 @@ Exit codes: 0 success, 2 usage error (argparse), 1 any other error, reported as 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import re
@@ -215,29 +216,51 @@ def _fill(args: argparse.Namespace) -> int:
     from fillers import fill_net, fill_solver, save
 
     start = time.perf_counter()
-    options = dict(dtype=np.dtype(args.dtype), inputs=dict(args.input), threads=args.threads,
-                   progress=not args.quiet, allow_mismatch=args.allow_mismatch, overrides=dict(args.filler))
-    weights = [path.strip() for path in args.weights.split(",")] if args.weights else None
     net, phase, solver = _net_and_phase(args)
-    if solver is not None:
-        params = fill_solver(args.net, seed=args.seed, rng=args.rng or "caffe", weights=weights, **options)
-    else:
-        params = fill_net(net, seed=args.seed, rng=args.rng or "philox", weights=weights, phase=phase, **options)
-    save(params, args.output, naming=args.naming)
+    # PyTorch names are made from whole arrays (BatchNorm's statistics are rescaled): fill in memory, then save.
+    in_memory = args.naming == "torch"
+    with _progress_bar(enabled=not args.quiet and sys.stderr.isatty()) as progress:
+        options = dict(dtype=np.dtype(args.dtype), inputs=dict(args.input), threads=args.threads,
+                       out=None if in_memory else args.output, progress=progress,
+                       weights=[path.strip() for path in args.weights.split(",")] if args.weights else None,
+                       allow_mismatch=args.allow_mismatch, overrides=dict(args.filler))
+        if solver is not None:
+            filled = fill_solver(args.net, seed=args.seed, rng=args.rng or "caffe", **options)
+        else:
+            filled = fill_net(net, seed=args.seed, rng=args.rng or "philox", phase=phase, **options)
+    if in_memory:
+        save(filled, args.output, naming=args.naming)
     if not args.quiet:
-        unique = {id(blob): blob for blobs in params.values() for blob in blobs}.values()
-        count = sum(blob.size for blob in unique)
-        nbytes = sum(blob.nbytes for blob in unique)
-        report = params.report
-        if "fillers.weights" in params.metadata:
-            print(f"weights: {report.summary()}", file=sys.stderr)
-            for blob, source, target in report.mismatched:
+        count = sum(math.prod(blob.shape if isinstance(blob, np.ndarray) else blob)  # arrays, or shapes written
+                    for blobs in filled.values() for blob in blobs)
+        nbytes = count * np.dtype(args.dtype).itemsize
+        if "fillers.weights" in filled.metadata:
+            print(f"weights: {filled.report.summary()}", file=sys.stderr)
+            for blob, source, target in filled.report.mismatched:
                 print(f"  {blob}: filled, the weights have {source or 'another number of blobs'}, the net "
                       f"{target}", file=sys.stderr)
-        print(f"filled {len(params)} layers, {count:,} parameters ({nbytes / 2**20:,.1f} MiB), seed "
-              f"{params.seed} ({params.rng}), in {time.perf_counter() - start:.2f} s -> {args.output}",
+        print(f"filled {len(filled)} layers, {count:,} parameters ({nbytes / 2**20:,.1f} MiB), seed "
+              f"{filled.seed} ({filled.rng}), in {time.perf_counter() - start:.2f} s -> {args.output}",
               file=sys.stderr)
     return 0
+
+
+@contextlib.contextmanager
+def _progress_bar(enabled: bool):
+    """A tqdm bar by bytes on stderr (filled and written), for :func:`fillers.fill_net`'s ``progress``; None
+    when disabled."""
+    if not enabled:
+        yield None
+        return
+    from tqdm import tqdm
+
+    with tqdm(total=0, unit="B", unit_scale=True, unit_divisor=1024, file=sys.stderr, desc="filling",
+              leave=False, delay=0.5) as bar:
+        def progress(done: int, total: int) -> None:
+            bar.total = total
+            bar.update(done - bar.n)
+
+        yield progress
 
 
 def _upgrade(args: argparse.Namespace) -> int:

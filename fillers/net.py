@@ -20,9 +20,8 @@ import hashlib
 import json
 import math
 import os
-import sys
 from dataclasses import dataclass, field, replace
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Iterator, Mapping, Sequence, Union
 
 import numpy as np
 from google.protobuf import text_format
@@ -31,12 +30,13 @@ from fillers._caffe import CaffeRNG
 from fillers._fill import fill
 from fillers._params import FillerLike, as_filler_parameter
 from fillers.caffe_pb2 import TRAIN, FillerParameter, NetParameter, NetState, SolverParameter
+from fillers.caffemodel import ChunkedBlob
 from fillers.errors import ShapeError
 from fillers.io import load
 from fillers.prototxt import load_net, load_solver, load_solver_net
 from fillers.seeds import SeedLike, key_of
 from fillers.shapes import LayerBlobs, infer_shapes
-from fillers.upgrade import net_needs_upgrade, upgrade_net
+from fillers.stream import write_streamed
 
 __all__ = ["apply_overrides", "FilledNet", "FillReport", "fill_net", "fill_solver", "layer_keys", "philox_stream",
            "solver_train_net"]
@@ -66,14 +66,6 @@ def _check_dtype(dtype: Any) -> np.dtype:
     return dt
 
 
-def _progress(total: int, enabled: bool) -> Any:
-    """A tqdm bar on stderr that shows only for fills taking more than a moment."""
-    from tqdm import tqdm
-
-    return tqdm(total=total, disable=not enabled, delay=0.5, unit="param", unit_scale=True, file=sys.stderr,
-                desc="filling", leave=False)
-
-
 def _runs(layer: LayerBlobs, caffe: bool) -> list[tuple[int | None, tuple[int, ...], Any]]:
     """The filler runs of a layer: Caffe's (every run, shared blobs too) or Philox's (owned blobs only)."""
     if caffe:
@@ -81,6 +73,114 @@ def _runs(layer: LayerBlobs, caffe: bool) -> list[tuple[int | None, tuple[int, .
     if layer.given:  # values written in the net: nothing to fill
         return []
     return [(i, blob.shape, blob.filler) for i, blob in enumerate(layer.blobs) if blob.share_owner is None]
+
+
+#: Bytes per piece when a blob is filled piece by piece (streamed to a file, or with progress reports).
+PIECE_BYTES = 32 << 20
+
+
+@dataclass(frozen=True)
+class _PhiloxBlob:
+    """A blob of the counter-based stream, to be filled whole or in pieces (a piece gets the values the whole
+    fill puts at its offset).  ``shape`` is the blob's own; ``fill_shape`` the shape its filler sees (the
+    owner's, for a blob shared by param name with PERMISSIVE sharing); ``label`` names it in errors."""
+
+    shape: tuple[int, ...]
+    fill_shape: tuple[int, ...]
+    dtype: np.dtype
+    filler: FillerParameter
+    seed: int
+    stream: int
+    threads: int | None
+    label: str
+
+    @property
+    def nbytes(self) -> int:
+        return math.prod(self.shape) * self.dtype.itemsize
+
+    def fill(self, out: np.ndarray, offset: int) -> None:
+        """Fill the flat elements ``offset .. offset + out.size - 1`` into the 1-D ``out``."""
+        try:
+            fill(out, self.filler, seed=self.seed, stream=self.stream, offset=offset, blob_shape=self.fill_shape,
+                 threads=self.threads)
+        except ValueError as err:
+            raise type(err)(f"{self.label}: {err}") from None
+
+    def chunked(self) -> ChunkedBlob:
+        """The blob as pieces of about :data:`PIECE_BYTES` (whole rows for positive_unitball)."""
+        piece = max(1, PIECE_BYTES // self.dtype.itemsize)
+        if self.filler.type == "positive_unitball" and self.fill_shape and self.fill_shape[0]:
+            row = max(1, math.prod(self.fill_shape) // self.fill_shape[0])
+            piece = max(1, piece // row) * row
+        return ChunkedBlob(self.shape, self.dtype, self.fill, piece)
+
+    def array(self, report: Callable[[int], None] | None = None) -> np.ndarray:
+        """The whole blob, filled (in pieces, each reported, when ``report`` is given).  The most common filler,
+        constant +0.0 (every bias, BatchNorm's statistics, a filler left out), draws nothing: it gets
+        ``np.zeros``, whose pages the OS supplies already zeroed, instead of a write pass over fresh memory."""
+        if _is_zero(self.filler):
+            zeros = np.zeros(self.shape, self.dtype)
+            if report is not None:
+                report(zeros.nbytes)
+            return zeros
+        flat = np.empty(math.prod(self.fill_shape), self.dtype)
+        if report is None:
+            self.fill(flat, 0)
+        else:
+            for offset, count in self.chunked().pieces():
+                self.fill(flat[offset:offset + count], offset)
+                report(count * self.dtype.itemsize)
+        return flat.reshape(self.shape)
+
+
+def _is_zero(filler: FillerParameter) -> bool:
+    """Constant +0.0 (infer_shapes has validated every filler already)."""
+    return filler.type == "constant" and filler.value == 0 and math.copysign(1.0, filler.value) > 0
+
+
+Blob = Union[np.ndarray, _PhiloxBlob]
+
+
+def _plan(layers: list[LayerBlobs], keys: list[str], *, seed: int, caffe_rng: CaffeRNG | None, dt: np.dtype,
+          threads: int | None, copies: Mapping[tuple[str, int], np.ndarray]) -> Iterator[tuple[str, list[Blob]]]:
+    """Every layer's blobs, in net order: the Caffe stream's filled as the iteration reaches them (its draws are
+    sequential), Philox's as :class:`_PhiloxBlob`, to fill whole or in pieces; then the ``copies`` from
+    pretrained weights replace theirs (after Caffe's draws, as ``CopyTrainedLayersFrom`` runs after the setup).
+    A blob shared by param name is its owner's object (reshaped for PERMISSIVE sharing)."""
+    first_key = {layer.name: key for key, layer in reversed(list(zip(keys, layers)))}
+    owners = {blob.share_owner for layer in layers for blob in layer.blobs if blob.share_owner is not None}
+    kept: dict[tuple[str, int], Blob] = {}  # shared owners' blobs, for their sharers
+    for key, layer in zip(keys, layers):
+        blobs: list[Any] = [None] * len(layer.blobs)
+        if caffe_rng is not None:
+            caffe_rng.raw(layer.raw_draws_before)
+        for index, shape, filler in _runs(layer, caffe_rng is not None):
+            label = f"layer {layer.name!r} ({layer.type}), blob {index}"
+            if caffe_rng is None:
+                blobs[index] = _PhiloxBlob(shape, shape, dt, filler, seed, philox_stream(key, index), threads, label)
+                continue
+            try:
+                array = np.zeros(shape, dt) if _is_zero(filler) else fill(np.empty(shape, dt), filler, rng=caffe_rng)
+            except ValueError as err:
+                raise type(err)(f"{label}: {err}") from None
+            if index is not None:
+                blobs[index] = array
+        if layer.given:  # values written in the net (or by the setup) replace whatever the fills made
+            blobs = [np.array(values, dt) for values in layer.given_values()]
+        for i in range(len(blobs)):
+            if (key, i) in copies:
+                blobs[i] = copies[key, i]
+        for i, blob in enumerate(layer.blobs):
+            if blob.share_owner is not None:
+                owner, index = blob.share_owner
+                shared = kept[first_key[owner], index]
+                if shared.shape != blob.shape:  # PERMISSIVE sharing: the sharer's shape over the owner's data
+                    shared = shared.reshape(blob.shape) if isinstance(shared, np.ndarray) else \
+                        replace(shared, shape=blob.shape)
+                blobs[i] = shared
+            elif (layer.name, i) in owners and key == first_key[layer.name]:
+                kept[key, i] = blobs[i]
+        yield key, blobs
 
 
 @dataclass
@@ -165,7 +265,8 @@ def fill_net(
     inputs: Mapping[str, Sequence[int]] | None = None,
     phase: str | int | None = "TEST",
     threads: int | None = None,
-    progress: bool = False,
+    out: str | os.PathLike | None = None,
+    progress: Callable[[int, int], None] | None = None,
     weights: str | os.PathLike | Sequence[str | os.PathLike] | Mapping[str, Sequence[np.ndarray]] | None = None,
     allow_mismatch: bool = False,
     overrides: Mapping[str, FillerLike] | None = None,
@@ -189,14 +290,22 @@ def fill_net(
     threads : int, optional
         Worker threads for ``rng="philox"`` (never changes the values); must be ``None`` for Caffe's
         sequential stream.
-    progress : bool
-        Show a progress bar on stderr when the fill takes more than a moment.
+    out : str or os.PathLike, optional
+        Stream the blobs to this file instead of returning them (any format :func:`fillers.save` writes,
+        written atomically): each Philox blob is filled in pieces of :data:`PIECE_BYTES` straight into the
+        output, so memory stays bounded whatever the net's size; Caffe-stream blobs are filled whole, one at
+        a time (the stream is sequential).  The file holds exactly what ``save(fill_net(...), out, net=...)``
+        writes.
+    progress : callable, optional
+        Called as ``progress(done, total)`` with the bytes filled (and, with ``out``, written) so far and the
+        total, after each piece.  The library draws nothing; the ``fillers`` command shows a bar.
     weights : path, sequence of paths, or mapping of str to sequence of numpy.ndarray, optional
         Pretrained parameters (files :func:`fillers.load` reads, a later file's layers replacing an earlier
-        one's, or a mapping as :func:`fillers.load` returns): every blob of a layer of
-        the same name and shape is copied instead of filled, as Caffe's ``CopyTrainedLayersFrom`` does after
-        the net is set up (with ``rng="caffe"`` every filler still draws, so the other blobs equal Caffe's).
-        A legacy 4-D blob matches a blob of up to 4 axes padded with leading 1s, as in Caffe.
+        one's, or a mapping as :func:`fillers.load` returns): every blob of a layer of the same name and shape
+        is copied instead of filled, as Caffe's ``CopyTrainedLayersFrom`` does after the net is set up (with
+        ``rng="caffe"`` every filler still draws, so the other blobs equal Caffe's).  A legacy 4-D blob
+        matches a blob of up to 4 axes padded with leading 1s, as in Caffe.  A layer sharing a blob by param
+        name copies into its owner's blob, the later in the weights winning, as in Caffe.
     allow_mismatch : bool
         Fill blobs whose shape (or layer whose number of blobs) differs in ``weights`` instead of raising.
     overrides : mapping of str to filler, optional
@@ -208,8 +317,9 @@ def fill_net(
     FilledNet
         A dict of layer name to its blobs, in net order; a shared blob is the owner's array object.  Caffe
         allows two layers one name: the later ones are keyed ``name#2``, ``name#3``, ... (and Philox keys their
-        streams by that key).  Its ``seed``, ``report`` (:class:`FillReport`: copied, filled, mismatched,
-        unused, overridden) and ``metadata`` tell how it was made.
+        streams by that key).  With ``out``: layer name to the shapes of the blobs written.  Its ``seed``,
+        ``report`` (:class:`FillReport`: copied, filled, mismatched, unused, overridden) and ``metadata``
+        (recorded in ``out`` as :func:`fillers.save` records it) tell how it was made.
 
     Raises
     ------
@@ -219,6 +329,9 @@ def fill_net(
     ValueError
         Unknown ``rng``, a seed out of range, ``threads`` with ``rng="caffe"``, a filler Caffe would reject
         (the layer is named), or an override naming no layer or blob of the net (the layers are listed).
+    FileFormatError
+        ``out`` cannot hold the net (a ``.caffemodel`` over 2 GiB, a layer name HDF5 cannot hold), before
+        anything is filled.
     TypeError
         ``dtype`` other than float32/float64, or arguments of the wrong type.
 
@@ -227,6 +340,7 @@ def fill_net(
     >>> params = fill_net("examples/lenet.prototxt", seed=1701, rng="caffe")   # doctest: +SKIP
     >>> params["conv1"][0].shape                                                 # doctest: +SKIP
     (20, 1, 5, 5)
+    >>> fill_net("vgg19.prototxt", out="vgg19.safetensors")                     # doctest: +SKIP
     >>> tuned = fill_net("new.prototxt", weights="pretrained.caffemodel")       # doctest: +SKIP
     >>> tuned.report.filled                                                      # doctest: +SKIP
     ['fc8_new/0', 'fc8_new/1']
@@ -236,55 +350,30 @@ def fill_net(
     dt = _check_dtype(dtype)
     if rng == "caffe" and threads is not None:
         raise ValueError("threads does not apply with rng='caffe': Caffe's stream is sequential")
+    if progress is not None and not callable(progress):
+        raise TypeError(f"progress must be callable, not {type(progress).__name__}")
     seed = key_of(seed, bits=32 if rng == "caffe" else 64)
     caffe_rng = CaffeRNG(seed) if rng == "caffe" else None
-    net = load_net(net) if isinstance(net, (str, os.PathLike)) else net
-    if isinstance(net, NetParameter) and net_needs_upgrade(net):
-        net = upgrade_net(net)
+    net_message = net if isinstance(net, NetParameter) else load_net(net)
     report = FillReport()
-    layers = infer_shapes(net, inputs=inputs, phase=phase)
+    layers = infer_shapes(net_message, inputs=inputs, phase=phase)
     keys = layer_keys(layers)
     if overrides:
         layers, report.overridden = apply_overrides(layers, overrides)
-    source = _load_weights(weights)
-    copies = _plan_copies(source, keys, layers, allow_mismatch, report)
-    runs = [(key, layer, _runs(layer, caffe_rng is not None)) for key, layer in zip(keys, layers)]
-    out: dict[str, list[np.ndarray]] = {}
-    with _progress(sum(math.prod(shape) for *_, steps in runs for _, shape, _ in steps), progress) as bar:
-        for key, layer, steps in runs:
-            if caffe_rng is not None:
-                caffe_rng.raw(layer.raw_draws_before)
-            arrays: list[Any] = [None] * len(layer.blobs)
-            for index, shape, filler in steps:
-                if caffe_rng is None and (key, index) in copies:  # overwritten below; Philox need not draw
-                    array = np.empty(shape, dt)
-                else:
-                    where = {"rng": caffe_rng} if caffe_rng is not None else \
-                        {"seed": seed, "stream": philox_stream(key, index), "threads": threads}
-                    try:
-                        array = _new_blob(shape, dt, filler, where)
-                    except ValueError as err:
-                        raise ValueError(f"layer {layer.name!r} ({layer.type}), blob {index}: {err}") from None
-                if index is not None:
-                    arrays[index] = array
-                bar.update(array.size)
-            if layer.given:  # values written in the net (or by the setup) replace whatever the fills made
-                arrays = [np.array(values, dt) for values in layer.given_values()]
-            out[key] = arrays
-            report.filled += [f"{key}/{i}" for i, blob in enumerate(layer.blobs)
-                              if blob.share_owner is None and (key, i) not in copies]
-    first_key = {layer.name: key for key, layer in reversed(list(zip(keys, layers)))}
-    for key, layer in zip(keys, layers):
-        for i, blob in enumerate(layer.blobs):
-            if blob.share_owner is not None:
-                owner, index = blob.share_owner
-                shared = out[first_key[owner]][index]
-                # PERMISSIVE sharing keeps the sharer's shape over the owner's data (equal counts).
-                out[key][i] = shared if shared.shape == blob.shape else shared.reshape(blob.shape)
-    for (key, i), values in copies.items():  # in the order of weights; a shared blob writes its owner's memory
-        np.copyto(out[key][i], values.reshape(out[key][i].shape), casting="same_kind")
-    metadata = _metadata(seed, rng, dt, net if phase is None else phase, inputs, weights, overrides)
-    return FilledNet(out, net=net, seed=seed, rng=rng, dtype=dt, report=report, metadata=metadata)
+    copies = _plan_copies(_load_weights(weights), keys, layers, dt, allow_mismatch, report)
+    report.filled = [f"{key}/{i}" for key, layer in zip(keys, layers) for i, blob in enumerate(layer.blobs)
+                     if blob.share_owner is None and (key, i) not in copies]
+    plan = _plan(layers, keys, seed=seed, caffe_rng=caffe_rng, dt=dt, threads=threads, copies=copies)
+    shapes = {key: [blob.shape for blob in layer.blobs] for key, layer in zip(keys, layers)}
+    metadata = _metadata(seed, rng, dt, net_message if phase is None else phase, inputs, weights, overrides)
+    how = dict(net=net_message, seed=seed, rng=rng, dtype=dt, report=report, metadata=metadata)
+    if out is not None:
+        pieces = ((key, [blob.chunked() if isinstance(blob, _PhiloxBlob) else blob for blob in blobs])
+                  for key, blobs in plan)
+        write_streamed(out, shapes, dt, pieces, net=net_message, progress=progress, metadata=metadata)
+        return FilledNet(shapes, **how)
+    total = sum(math.prod(shape) for blob_shapes in shapes.values() for shape in blob_shapes) * dt.itemsize
+    return FilledNet(_fill_in_memory(plan, total, progress), **how)
 
 
 def solver_train_net(solver: str | bytes | os.PathLike) -> tuple[NetParameter, SolverParameter]:
@@ -470,10 +559,13 @@ def _matches(source: tuple[int, ...], target: tuple[int, ...]) -> bool:
     return len(source) == 4 and len(target) <= 4 and (1,) * (4 - len(target)) + target == source
 
 
-def _plan_copies(source: dict[str, list[np.ndarray]], keys: list[str], layers: list[LayerBlobs],
+def _plan_copies(source: dict[str, list[np.ndarray]], keys: list[str], layers: list[LayerBlobs], dt: np.dtype,
                  allow_mismatch: bool, report: FillReport) -> dict[tuple[str, int], np.ndarray]:
-    """The blobs to copy from ``source``, keyed ``(layer key, index)`` in the order of ``source``."""
+    """The blobs to copy from ``source`` as ``dt`` arrays, keyed by the blob that owns the memory (a layer that
+    shares a blob by param name copies into its owner's, as Caffe's shared blobs do; the later in ``source``
+    wins)."""
     by_key = dict(zip(keys, layers))
+    first_key = {layer.name: key for key, layer in reversed(list(zip(keys, layers)))}
     copies: dict[tuple[str, int], np.ndarray] = {}
     for name, blobs in source.items():
         layer = by_key.get(name)
@@ -488,24 +580,52 @@ def _plan_copies(source: dict[str, list[np.ndarray]], keys: list[str], layers: l
             report.mismatched += [(f"{name}/{i}", None, b.shape) for i, b in enumerate(layer.blobs)]
             continue
         for i, (values, blob) in enumerate(zip(blobs, layer.blobs)):
-            if _matches(tuple(values.shape), blob.shape):
-                copies[(name, i)] = values
-                report.copied.append(f"{name}/{i}")
-            elif not allow_mismatch:
-                raise ShapeError(f"layer {name!r}, blob {i}: the weights have shape {tuple(values.shape)}, the net "
-                                 f"{blob.shape} (allow_mismatch=True / --allow-mismatch fills it)", layer=name)
-            else:
+            if not _matches(tuple(values.shape), blob.shape):
+                if not allow_mismatch:
+                    raise ShapeError(f"layer {name!r}, blob {i}: the weights have shape {tuple(values.shape)}, the "
+                                     f"net {blob.shape} (allow_mismatch=True / --allow-mismatch fills it)",
+                                     layer=name)
                 report.mismatched.append((f"{name}/{i}", tuple(values.shape), blob.shape))
+                continue
+            owner = (name, i) if blob.share_owner is None else \
+                (first_key[blob.share_owner[0]], blob.share_owner[1])
+            owner_shape = by_key[owner[0]].blobs[owner[1]].shape
+            copies[owner] = np.array(values, dt).reshape(owner_shape)
+            report.copied.append(f"{name}/{i}")
     return copies
 
 
-def _new_blob(shape: tuple[int, ...], dt: np.dtype, filler: FillerParameter, where: dict) -> np.ndarray:
-    """A filled array.  The most common filler, constant +0.0 (every bias, BatchNorm's statistics, a filler
-    left out), draws nothing: it gets ``np.zeros``, whose pages the OS supplies already zeroed, instead of a
-    write pass over fresh memory.  (infer_shapes has validated every filler already.)"""
-    if filler.type == "constant" and filler.value == 0 and math.copysign(1.0, filler.value) > 0:
-        return np.zeros(shape, dt)
-    return fill(np.empty(shape, dt), filler, **where)
+def _fill_in_memory(plan: Iterator[tuple[str, list[Blob]]], total: int,
+                    progress: Callable[[int, int], None] | None) -> dict[str, list[np.ndarray]]:
+    """The blobs as arrays, each Philox blob filled whole (in reported pieces with ``progress``); a blob shared
+    by several layers is filled once and is the same array object (a view for PERMISSIVE sharing)."""
+    done = 0
+
+    def report(nbytes: int) -> None:
+        nonlocal done
+        done += nbytes
+        progress(done, total)
+
+    made: dict[int, np.ndarray] = {}  # by Philox stream
+    out: dict[str, list[np.ndarray]] = {}
+    for key, blobs in plan:
+        arrays = []
+        for blob in blobs:
+            if isinstance(blob, _PhiloxBlob):
+                if blob.stream in made:
+                    array = made[blob.stream]
+                    array = array if array.shape == blob.shape else array.reshape(blob.shape)
+                    if progress is not None:
+                        report(array.nbytes)
+                else:
+                    array = made[blob.stream] = blob.array(report if progress is not None else None)
+            else:
+                array = blob
+                if progress is not None:
+                    report(array.nbytes)
+            arrays.append(array)
+        out[key] = arrays
+    return out
 
 
 def layer_keys(layers: list[LayerBlobs]) -> list[str]:

@@ -264,3 +264,30 @@ def test_cli_inspect_shows_overrides(capsys):
     assert [r["filler"]["type"] for r in rows if r["override"]] == ["msra"]
     assert main(["inspect", str(LENET), "--filler", "fc8=xavier"]) == 1
     assert "conv1, conv2, ip1, ip2" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("rng", ["philox", "caffe"])
+def test_weights_and_overrides_stream_into_a_file_as_in_memory(tmp_path, pretrained, rng):
+    net = lenet(num_output=5, name="ip_new")
+    options = dict(seed=6, rng=rng, weights=pretrained, overrides={"ip_new": "xavier"})
+    want = fillers.fill_net(net, **options)
+    written = fillers.fill_net(net, out=tmp_path / "w.safetensors", **options)
+    assert written.report == want.report
+    got = fillers.load(tmp_path / "w.safetensors")
+    for layer in want:
+        for a, b in zip(want[layer], got[layer]):
+            assert np.array_equal(a, b)
+
+
+def test_a_sharing_layer_copies_into_its_owners_blob_the_later_wins():
+    net = fillers.load_net('layer { name: "in" type: "Input" top: "x" input_param { shape { dim: 1 dim: 3 } } }'
+                           'layer { name: "a" type: "InnerProduct" bottom: "x" top: "y" param { name: "w" } '
+                           'inner_product_param { num_output: 3 } }'
+                           'layer { name: "b" type: "InnerProduct" bottom: "y" top: "z" param { name: "w" } '
+                           'inner_product_param { num_output: 3 } }')
+    wa, wb = np.full((3, 3), 1, np.float32), np.full((3, 3), 2, np.float32)
+    bias = np.zeros(3, np.float32)
+    params = fillers.fill_net(net, weights={"a": [wa, bias], "b": [wb, bias + 1]})
+    assert params["a"][0] is params["b"][0] and (params["a"][0] == 2).all()  # Caffe's shared memory: b wrote last
+    assert (params["b"][1] == 1).all() and (params["a"][1] == 0).all()
+    assert params.report.copied == ["a/0", "a/1", "b/0", "b/1"] and params.report.filled == []

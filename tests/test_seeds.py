@@ -209,3 +209,13 @@ def test_filled_net_is_a_dict_that_pickles():
     copy = pickle.loads(pickle.dumps(params))
     assert isinstance(copy, dict) and copy.seed == 5 and copy.metadata == params.metadata
     assert copy.net == params.net and np.array_equal(copy["ip1"][0], params["ip1"][0])
+
+
+@pytest.mark.parametrize("suffix", [".npz", ".h5", ".safetensors"])
+def test_streamed_files_record_how_they_were_filled(tmp_path, suffix):
+    path = tmp_path / f"w{suffix}"
+    written = fillers.fill_net(LENET, out=path)  # the blobs go straight into the file
+    meta = fillers.read_metadata(path)
+    assert meta["fillers.seed"] == str(written.seed) and meta["fillers.rng"] == "philox"
+    again = fillers.fill_net(LENET, seed=int(meta["fillers.seed"]))
+    assert np.array_equal(fillers.load(path)["conv2"][0], again["conv2"][0])
