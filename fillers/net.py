@@ -13,6 +13,12 @@ Two streams:
   ``Caffe::set_random_seed(seed)`` on the CPU.
 
 A blob shared by ``param { name }`` is the owner's array itself in every layer that shares it.
+
+Fine-tuning: ``weights`` copies the blobs of a pretrained model found by layer name with equal shapes (as
+Caffe's ``CopyTrainedLayersFrom`` after the setup), ``overrides`` replaces fillers of layers or blobs; the
+result, a :class:`FilledNet`, reports what was copied and filled (:class:`FillReport`) and carries the seed
+used and the metadata files record.  :func:`fill_solver` fills the train net of a Caffe solver as
+``caffe train`` would start it.
 """
 from __future__ import annotations
 
@@ -217,7 +223,8 @@ class FillReport:
 
 
 class FilledNet(dict):
-    """The result of :func:`fill_net`: a dict of layer name to its blobs, with how it was made.
+    """The result of :func:`fill_net`: a dict of layer name to its blobs (their shapes, when ``fill_net``
+    wrote them to ``out``), with how it was made.
 
     Attributes
     ----------
@@ -233,10 +240,10 @@ class FilledNet(dict):
     metadata : dict of str to str
         What :func:`fillers.save` records in ``.safetensors``, ``.h5`` and ``.npz`` files: ``fillers.seed``,
         ``fillers.rng``, ``fillers.dtype``, ``fillers.version``, ``fillers.phase`` and, where given,
-        ``fillers.inputs``, ``fillers.weights``, ``fillers.overrides`` (JSON).
+        ``fillers.inputs``, ``fillers.weights``, ``fillers.overrides`` (JSON), ``fillers.solver``.
     """
 
-    def __init__(self, blobs: dict[str, list[np.ndarray]], *, net: NetParameter, seed: int, rng: str,
+    def __init__(self, blobs: Mapping[str, list[np.ndarray]] | Mapping[str, list[tuple[int, ...]]], *, net: NetParameter, seed: int, rng: str,
                  dtype: np.dtype, report: FillReport, metadata: dict[str, str]) -> None:
         super().__init__(blobs)
         self.net = net
