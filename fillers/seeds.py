@@ -6,7 +6,8 @@ How each kind of seed becomes a key:
 - an ``int`` in [0, 2**64) *is* the key (the bytes of every earlier release are kept);
 - a ``numpy.random.SeedSequence`` ``ss`` gives the key ``w0 | w1 << 32`` where
   ``w0, w1 = ss.generate_state(2, numpy.uint32)``;
-- ``None`` is ``SeedSequence()``: fresh entropy from the operating system, as ``numpy.random.default_rng()``.
+- ``None`` is fresh entropy from the operating system (``os.urandom``), as ``numpy.random.default_rng()``
+  draws: the key is 8 random bytes, little-endian (4 for Caffe's 32-bit seed).
 
 A :class:`Philox` generator owns one key and hands stream 0, 1, 2, ... of it to successive fills, so
 ``fill(a, f, rng=Philox(s))`` then ``fill(b, f, rng=...)`` equals ``fill(a, f, seed=s, stream=0)`` then
@@ -15,6 +16,7 @@ A :class:`Philox` generator owns one key and hands stream 0, 1, 2, ... of it to 
 """
 from __future__ import annotations
 
+import os
 import threading
 from typing import Any, Union
 
@@ -34,7 +36,7 @@ def key_of(seed: SeedLike, *, bits: int = 64) -> int:
     ----------
     seed : int, numpy.random.SeedSequence or None
         An int is returned as is (it must fit in ``bits``); a SeedSequence gives its first ``bits / 32``
-        generated uint32 words, little-endian; None draws fresh entropy (``SeedSequence()``).
+        generated uint32 words, little-endian; None draws ``bits / 8`` bytes of OS entropy (``os.urandom``).
     bits : {64, 32}
         Width of the result.
 
@@ -59,7 +61,7 @@ def key_of(seed: SeedLike, *, bits: int = 64) -> int:
     True
     """
     if seed is None:
-        seed = np.random.SeedSequence()
+        return int.from_bytes(os.urandom(bits // 8), "little")
     if isinstance(seed, np.random.SeedSequence):
         words = seed.generate_state(bits // 32, np.uint32)
         return sum(int(w) << (32 * i) for i, w in enumerate(words))
@@ -77,8 +79,8 @@ class Philox:
     Parameters
     ----------
     seed : int, numpy.random.SeedSequence or None
-        The key, as :func:`key_of` maps it: an int is the key itself, a SeedSequence is hashed to one, None
-        draws fresh entropy.
+        The key, as :func:`key_of` maps it: an int is the key itself, a SeedSequence is hashed to one.  None
+        is a fresh ``SeedSequence()`` (its entropy shows in the repr, so the generator can be made again).
 
     Attributes
     ----------
