@@ -816,8 +816,8 @@ def load_solver_net(source: Source, *, strict: bool = False) -> caffe_pb2.NetPar
 
     Caffe takes exactly one of ``train_net_param``, ``train_net``,
     ``net_param``, ``net``. A relative ``net``/``train_net`` path is looked up
-    next to the solver file first, then relative to the current directory (where
-    Caffe itself looks).
+    from the current directory first (where Caffe itself looks), then next to
+    the solver file.
 
     Parameters
     ----------
@@ -852,11 +852,10 @@ def load_solver_net(source: Source, *, strict: bool = False) -> caffe_pb2.NetPar
 
 
 def _resolve_net_path(net: str, solver_path: Path | None) -> Path:
-    """``net`` beside the solver file if it is there (or nowhere), else as given."""
+    """``net`` as given (from the working directory, as Caffe opens it) if it is there, else beside the
+    solver file if it is there, else as given (for the error message)."""
     path = Path(net)
-    if path.is_absolute() or solver_path is None:
+    if path.is_absolute() or solver_path is None or path.exists():
         return path
     beside = solver_path.parent / path
-    if beside.exists() or not path.exists():
-        return beside
-    return path
+    return beside if beside.exists() else path

@@ -168,7 +168,7 @@ def infer_shapes(
     net: NetParameter,
     *,
     inputs: Mapping[str, Sequence[int]] | None = None,
-    phase: str | int = "TEST",
+    phase: str | int | None = "TEST",
 ) -> list[LayerBlobs]:
     """The learnable blobs of every layer, with shapes and fillers, in Caffe's order.
 
@@ -181,9 +181,11 @@ def infer_shapes(
     inputs : mapping of str to sequence of int, optional
         Shapes for top blobs by name; they override whatever the net says (use them for data layers whose
         shapes come from data, ``Python`` layers, or to change an input size).
-    phase : {"TEST", "TRAIN"}
+    phase : {"TEST", "TRAIN"} or None
         The phase the net is built for.  As in ``caffe::Net(file, phase)`` it replaces ``state { phase }``,
         the level is 0 and the file's ``state { stage }`` entries are kept for the include/exclude rules.
+        ``None`` uses the net's ``state`` (phase, level, stages) as it is, as ``caffe::Net(NetParameter)``
+        does (a solver's train net, its ``train_state`` merged in).
 
     Returns
     -------
@@ -207,14 +209,17 @@ def infer_shapes(
     ...     print(layer.name, [blob.shape for blob in layer.blobs])
     conv1 [(20, 1, 5, 5), (20,)]
     """
-    return _walk(_as_net(net), _check_inputs(inputs), _phase(phase))
+    return _walk(_as_net(net), _check_inputs(inputs), None if phase is None else _phase(phase))
 
 
-def _walk(net: NetParameter, inputs: dict[str, Shape], phase: int) -> list[LayerBlobs]:
+def _walk(net: NetParameter, inputs: dict[str, Shape], phase: int | None) -> list[LayerBlobs]:
     state = NetState()
     state.CopyFrom(net.state)
-    state.phase = phase
-    state.level = 0
+    if phase is None:
+        phase = state.phase
+    else:
+        state.phase = phase
+        state.level = 0
     blobs: dict[str, Shape | Unknown] = {}
     owners: dict[str, tuple[str, int, Shape]] = {}
     unused_inputs = set(inputs)
