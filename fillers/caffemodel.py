@@ -34,6 +34,7 @@ from google.protobuf.message import DecodeError
 
 from fillers import caffe_pb2
 from fillers.errors import FileFormatError
+from fillers.naming import numbered_names
 
 __all__ = [
     "CAFFEMODEL_LIMIT",
@@ -300,8 +301,8 @@ def read_caffemodel(path: str | os.PathLike) -> dict[str, list[np.ndarray]]:
     -------
     dict of str to list of numpy.ndarray
         Layer name to its blobs, in file order, layers without blobs left out.  The layers are the file's
-        ``layer`` entries, or its V1 ``layers`` when it has no ``layer``; a name that repeats keeps its last
-        layer (as protobuf's parse read into a dict).  Arrays are writable copy-on-write views of the file
+        ``layer`` entries, or its V1 ``layers`` when it has no ``layer``; a name that repeats keys its later
+        layers ``name#2``, ``name#3``, ... as :func:`fillers.fill_net` does (no layer is lost).  Arrays are writable copy-on-write views of the file
         where the layout allows (possibly unaligned); ``float64`` when the blob holds ``double_data``.
 
     Raises
@@ -317,7 +318,7 @@ def read_caffemodel(path: str | os.PathLike) -> dict[str, list[np.ndarray]]:
     if any(not layer.v1 for layer in layers):
         layers = [layer for layer in layers if not layer.v1]
     parser = _BlobParser(reader, data)
-    out: dict[str, list[np.ndarray]] = {}
+    named: list[tuple[str, list[np.ndarray]]] = []
     for layer in layers:
         message = _layer_message(reader, layer)
         where = f"layer {message.name!r}"
@@ -325,8 +326,8 @@ def read_caffemodel(path: str | os.PathLike) -> dict[str, list[np.ndarray]]:
         if not blobs and layer.v1 and len(message.layer.blobs):  # a V0 layer wrapped in V1: its own blobs
             blobs = [blob_array(blob) for blob in message.layer.blobs]
         if blobs:
-            out[message.name] = blobs
-    return out
+            named.append((message.name, blobs))
+    return dict(zip(numbered_names(name for name, _ in named), (blobs for _, blobs in named)))
 
 
 def read_net(path: str | os.PathLike, *, blobs: bool = True) -> caffe_pb2.NetParameter:

@@ -8,16 +8,22 @@ replaced file keeps its mode.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import secrets
+import signal
 import stat
+import struct
+import threading
+import zipfile
 from pathlib import Path
-from typing import IO, Iterable, Iterator, Mapping, Sequence, Union
+from typing import IO, Any, Iterable, Iterator, Mapping, Sequence, Union
 
 import numpy as np
 
 from fillers import caffe_pb2
+from fillers.errors import FileFormatError
 from fillers.caffemodel import CaffemodelWriter, check_caffemodel_size, read_caffemodel
 
 PathLike = Union[str, "os.PathLike[str]"]
@@ -30,6 +36,76 @@ _ORDER_KEY = "fillers.layers"  # safetensors metadata: the layer order
 _NPZ_METADATA = "__metadata__"  # npz entry: the metadata as a JSON object
 
 
+#: Signals that end a run the way Ctrl-C does (a timeout, a batch scheduler, a closed terminal): while an
+#: atomic write is open they remove its temporary file, then take their usual course.
+CLEANUP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name))
+
+
+class _Terminated(BaseException):
+    """A cleanup signal arrived during an atomic write."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+@contextlib.contextmanager
+def _signals_raise() -> Iterator[None]:
+    """Make SIGTERM and SIGHUP raise :class:`_Terminated` in the main thread (elsewhere signals cannot be
+    handled); on the way out the previous handlers return and a signal caught is delivered again to them."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        raise _Terminated(signum)
+
+    previous = {signum: signal.signal(signum, handler) for signum in CLEANUP_SIGNALS}
+    try:
+        yield
+    except _Terminated as stop:
+        for signum, old in previous.items():
+            signal.signal(signum, old)
+        previous = {}
+        os.kill(os.getpid(), stop.signum)  # the default action ends the process; a handler of the caller's runs
+        raise KeyboardInterrupt from None  # reached only when the caller's handler returned
+    finally:
+        for signum, old in previous.items():
+            signal.signal(signum, old)
+
+
+def _temp_prefix(path: Path) -> str:
+    """The temporary-file prefix of ``path``: ``.<name>.`` cut to leave room for the pid and a random part
+    within the file system's name limit (a hash of the whole name keeps cut names apart)."""
+    try:
+        limit = os.pathconf(path.parent, "PC_NAME_MAX")
+    except (OSError, ValueError, AttributeError):
+        limit = 255
+    room = max(8, limit - 40)  # 40: "." + "." + 8 hash + "." + up to 10 pid digits + "." + 16 random + ".tmp"
+    digest = hashlib.sha256(os.fsencode(path.name)).hexdigest()[:8]
+    stem = path.name
+    while len(os.fsencode(stem)) > room:  # the limit counts bytes
+        stem = stem[:-1]
+    return f".{stem}.{digest}."
+
+
+def _remove_stale_temps(path: Path, prefix: str) -> None:
+    """Remove the temporary files of ``path`` left by runs that died without cleaning up (SIGKILL, a power
+    cut): those whose process no longer exists."""
+    with contextlib.suppress(OSError):
+        for entry in os.scandir(path.parent):
+            pid = entry.name[len(prefix):].split(".", 1)[0]
+            if not (entry.name.startswith(prefix) and entry.name.endswith(".tmp") and pid.isdigit()):
+                continue
+            try:
+                os.kill(int(pid), 0)
+            except ProcessLookupError:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(entry.path)
+            except OSError:  # alive, another user's: leave it
+                pass
+
+
 @contextlib.contextmanager
 def atomic_write(path: PathLike, mode: str = "wb") -> Iterator[IO]:
     """Open a temporary file beside ``path`` and move it over ``path`` only when the block succeeds.
@@ -37,7 +113,8 @@ def atomic_write(path: PathLike, mode: str = "wb") -> Iterator[IO]:
     Parameters
     ----------
     path : str or os.PathLike
-        The file to create or replace.
+        The file to create or replace.  A symbolic link is written through: its target is replaced and the
+        link stays.
     mode : str
         ``"wb"`` or ``"w"``.
 
@@ -48,29 +125,35 @@ def atomic_write(path: PathLike, mode: str = "wb") -> Iterator[IO]:
 
     Notes
     -----
-    On any exception, ``KeyboardInterrupt`` included, the temporary file is removed and ``path`` is left as it
-    was. The file is created with mode 0666, which the system reduces by the umask, as for ``open``; when it
-    replaces a file, it gets that file's permission bits before anything is written. Text is written as UTF-8.
+    On any exception, ``KeyboardInterrupt`` included, and on SIGTERM or SIGHUP, the temporary file is removed
+    and ``path`` is left as it was (the signal then takes its usual course).  The temporary file is named
+    ``.<name>.<hash>.<pid>.<random>.tmp``, within the file system's name limit; a completed write also removes
+    the temporary files of ``path`` whose process is gone (left by a SIGKILL).  The file is created with mode
+    0666, which the system reduces by the umask, as for ``open``; when it replaces a file, it gets that file's
+    permission bits before anything is written. Text is written as UTF-8.
     """
-    path = Path(path)
+    path = Path(os.path.realpath(path)) if os.path.islink(path) else Path(path)
     try:
         kept_mode: int | None = stat.S_IMODE(os.stat(path).st_mode)
     except FileNotFoundError:
         kept_mode = None
-    tmp = path.parent / f".{path.name}.{secrets.token_hex(8)}.tmp"
-    os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666))
-    try:
-        if kept_mode is not None:
-            os.chmod(tmp, kept_mode)
-        with open(tmp, mode, encoding=None if "b" in mode else "utf-8") as handle:
-            yield handle
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+    prefix = _temp_prefix(path)
+    tmp = path.parent / f"{prefix}{os.getpid()}.{secrets.token_hex(8)}.tmp"
+    with _signals_raise():
+        os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666))
+        try:
+            if kept_mode is not None:
+                os.chmod(tmp, kept_mode)
+            with open(tmp, mode, encoding=None if "b" in mode else "utf-8") as handle:
+                yield handle
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+            raise
+    _remove_stale_temps(path, prefix)
 
 
 def _format(path: PathLike) -> str:
@@ -242,6 +325,57 @@ def _nested(flat: Mapping[str, np.ndarray], sep: str) -> dict[str, list[np.ndarr
     return {layer: [blobs[i] for i in sorted(blobs)] for layer, blobs in layers.items()}
 
 
+#: The end-of-central-directory record of a zip file: its signature and its size without the comment.
+_ZIP_END, _ZIP_END_SIZE = b"PK\x05\x06", 22
+#: HDF5's format signature, and where a superblock of each version keeps the end-of-file address (after
+#: the fields before it; O is the size of offsets).
+_HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
+
+
+def _check_zip_end(path: str, data_tail: bytes, size: int) -> None:
+    """A zip file must end with its end-of-central-directory record (and its comment): anything after it is
+    garbage zipfile would ignore."""
+    at = data_tail.rfind(_ZIP_END)
+    if at < 0 or at + _ZIP_END_SIZE > len(data_tail):
+        raise FileFormatError(path, "npz", "no zip end-of-central-directory record (truncated?)", size)
+    comment = int.from_bytes(data_tail[at + 20:at + 22], "little")
+    end = size - len(data_tail) + at + _ZIP_END_SIZE + comment
+    if end != size:
+        raise FileFormatError(path, "npz", f"{size - end} bytes after the end of the zip archive", end)
+
+
+def _hdf5_end(head: bytes) -> int | None:
+    """The end-of-file address an HDF5 superblock at byte 0 records (None when there is none to read)."""
+    if not head.startswith(_HDF5_SIGNATURE) or len(head) < 16:
+        return None
+    version = head[8]
+    if version in (0, 1):
+        offsets, fixed = head[13], 24 + (4 if version == 1 else 0)
+    elif version in (2, 3):
+        offsets, fixed = head[9], 12
+    else:
+        return None
+    base, eof = fixed, fixed + 2 * offsets
+    if offsets not in (2, 4, 8) or len(head) < eof + offsets:
+        return None
+    return int.from_bytes(head[base:base + offsets], "little") + int.from_bytes(head[eof:eof + offsets], "little")
+
+
+@contextlib.contextmanager
+def _format_errors(path: str, fmt: str) -> Iterator[None]:
+    """Turn whatever a format's library raises for a corrupt file into :class:`FileFormatError`."""
+    try:
+        yield
+    except FileFormatError:
+        raise
+    except (ValueError, KeyError, EOFError, OSError, zipfile.BadZipFile, struct.error) as err:
+        raise FileFormatError(path, fmt, f"{type(err).__name__}: {err}") from None
+    except Exception as err:
+        if type(err).__name__ == "SafetensorError":  # safetensors' own exception class
+            raise FileFormatError(path, fmt, str(err)) from None
+        raise
+
+
 def load(path: PathLike) -> dict[str, list[np.ndarray]]:
     """Read parameters written by :func:`save` (or by Caffe: ``.caffemodel`` and ``.caffemodel.h5``).
 
@@ -252,22 +386,46 @@ def load(path: PathLike) -> dict[str, list[np.ndarray]]:
     Returns
     -------
     dict of str to list of numpy.ndarray
-        Layer name to its blobs, in the file's order.
+        Layer name to its blobs, in the file's order.  A ``.caffemodel`` with a repeated layer name keeps
+        every layer, the later ones keyed ``name#2``, ``name#3``, ... (as :func:`fillers.fill_net` keys them).
+
+    Raises
+    ------
+    FileFormatError
+        An empty, truncated or corrupt file, or one with bytes after its end (every format), or keys that
+        are not ``<layer><sep><index>``.
+    OSError
+        The file cannot be opened or read.
     """
     fmt = _format(path)
+    name = os.fspath(path)
+    kind = fmt.lstrip(".")
+    with open(name, "rb") as handle:  # the operating system's errors stay OSError
+        size = os.fstat(handle.fileno()).st_size
+        head = handle.read(256)
+        handle.seek(max(0, size - (1 << 16) - _ZIP_END_SIZE))
+        tail = handle.read()
+    if size == 0:
+        raise FileFormatError(name, kind, "the file is empty", 0)
     if fmt == ".caffemodel":
         return read_caffemodel(path)
-    if fmt == ".npz":
-        with np.load(path) as npz:
-            return _nested({key: npz[key] for key in npz.files if key != _NPZ_METADATA}, "/")
-    if fmt == ".h5":
-        h5py = _optional("h5py", "h5")
-        with h5py.File(path, "r") as h5:  # data/<layer>/<i>, layers in creation order where the file tracks it
-            # [...] keeps a 0-axis blob a 0-d array ([()] would make it a numpy scalar)
-            return {layer: [group[i][...] for i in sorted(group, key=int)] for layer, group in h5["data"].items()}
-    safetensors = _optional("safetensors", "safetensors")
-    with safetensors.safe_open(os.fspath(path), "np") as handle:
-        order = json.loads((handle.metadata() or {}).get(_ORDER_KEY, "[]"))
-        layers = _nested({key: handle.get_tensor(key) for key in handle.keys()}, ".")
+    with _format_errors(name, kind):
+        if fmt == ".npz":
+            _check_zip_end(name, tail, size)
+            with np.load(name) as npz:
+                return _nested({key: npz[key] for key in npz.files if key != _NPZ_METADATA}, "/")
+        if fmt == ".h5":
+            h5py = _optional("h5py", "h5")
+            end = _hdf5_end(head)
+            if end is not None and end < size:
+                raise FileFormatError(name, kind, f"{size - end} bytes after the end the HDF5 superblock records",
+                                      end)
+            with h5py.File(name, "r") as h5:  # data/<layer>/<i>, layers in creation order where the file tracks it
+                # [...] keeps a 0-axis blob a 0-d array ([()] would make it a numpy scalar)
+                return {layer: [group[i][...] for i in sorted(group, key=int)] for layer, group in h5["data"].items()}
+        safetensors = _optional("safetensors", "safetensors")
+        with safetensors.safe_open(name, "np") as handle:
+            order = json.loads((handle.metadata() or {}).get(_ORDER_KEY, "[]"))
+            layers = _nested({key: handle.get_tensor(key) for key in handle.keys()}, ".")
     rank = {layer: i for i, layer in enumerate(order)}
     return dict(sorted(layers.items(), key=lambda item: rank.get(item[0], len(rank))))

@@ -27,7 +27,7 @@ InnerProduct with ``transpose: true`` stores ``(in, out)``: it is written as sto
 """
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 
@@ -38,6 +38,17 @@ __all__ = ["torch_state_dict"]
 _WEIGHT_BIAS = {"Convolution", "Deconvolution", "InnerProduct", "Embed", "DepthwiseConvolution",
                 "ConvolutionDepthwise", "Scale"}
 _SINGLE = {"Bias": "bias", "PReLU": "weight"}
+
+
+def numbered_names(names: Iterable[str]) -> list[str]:
+    """Layer names as unique dict keys: a name that repeats (Caffe allows it) gets ``#2``, ``#3``, ... on its
+    later layers (``conv``, ``conv#2``), as :func:`fillers.fill_net` and :func:`fillers.load` key them."""
+    seen: dict[str, int] = {}
+    keys = []
+    for name in names:
+        seen[name] = seen.get(name, 0) + 1
+        keys.append(name if seen[name] == 1 else f"{name}#{seen[name]}")
+    return keys
 
 
 def _batchnorm_stats(blobs: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:

@@ -40,6 +40,7 @@ from fillers.caffe_pb2 import TRAIN, FillerParameter, NetParameter, NetState, So
 from fillers.caffemodel import ChunkedBlob
 from fillers.errors import BudgetError, ShapeError
 from fillers.io import load
+from fillers.naming import numbered_names
 from fillers.prototxt import load_net, load_solver, load_solver_net
 from fillers.seeds import SeedLike, key_of
 from fillers.shapes import FillCycle, LayerBlobs, infer_shapes
@@ -695,11 +696,5 @@ def _fill_in_memory(plan: Iterator[tuple[str, list[Blob]]], total: int,
 
 def layer_keys(layers: list[LayerBlobs]) -> list[str]:
     """Layer names as dict keys: a name that repeats (Caffe allows it) gets ``#2``, ``#3``, ... on its later
-    layers."""
-    seen: dict[str, int] = {}
-    keys = []
-    for layer in layers:
-        seen[layer.name] = seen.get(layer.name, 0) + 1
-        keys.append(layer.name if seen[layer.name] == 1 else f"{layer.name}#{seen[layer.name]}")
-    return keys
-
+    layers (:func:`fillers.naming.numbered_names`)."""
+    return numbered_names(layer.name for layer in layers)
