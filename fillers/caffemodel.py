@@ -321,6 +321,9 @@ def read_caffemodel(path: str | os.PathLike) -> dict[str, list[np.ndarray]]:
     named: list[tuple[str, list[np.ndarray]]] = []
     for layer in layers:
         message = _layer_message(reader, layer)
+        if isinstance(message.name, bytes):  # protobuf's Python runtime hands out a non-UTF-8 string as bytes
+            raise reader.error(f"layer name {message.name!r} is not UTF-8 (protobuf's Python runtime holds UTF-8 "
+                               "strings only)", layer.offset)
         where = f"layer {message.name!r}"
         blobs = [parser.parse(a, b, f"{where}, blob {i}") for i, (a, b) in enumerate(layer.blobs)]
         if not blobs and layer.v1 and len(message.layer.blobs):  # a V0 layer wrapped in V1: its own blobs

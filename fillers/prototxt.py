@@ -37,7 +37,7 @@ from google.protobuf.message import DecodeError, Message
 from . import caffe_pb2
 from .caffe_pb2 import caffe_name, is_repeated
 from .caffemodel import read_net
-from .errors import PrototxtError, PrototxtWarning
+from .errors import FileFormatError, PrototxtError, PrototxtWarning
 
 __all__ = [
     "PrototxtError",
@@ -53,6 +53,8 @@ Source = Union[str, bytes, bytearray, memoryview, os.PathLike]
 
 #: File name endings that always mean binary protobuf.
 BINARY_SUFFIXES = (".caffemodel", ".binaryproto")
+#: File name endings that always mean prototxt text, whatever bytes they hold.
+TEXT_SUFFIXES = (".prototxt", ".pbtxt", ".txt")
 
 
 # --------------------------------------------------------------------------
@@ -69,6 +71,7 @@ class _Input:
     data: Union[str, bytes]
     path: Path | None = None  # for files
     binary_hint: bool = False
+    text_hint: bool = False
 
 
 def _read_source(source: Source) -> _Input:
@@ -84,7 +87,8 @@ def _read_source(source: Source) -> _Input:
     path = Path(os.fspath(source))
     with open(path, "rb") as fh:
         data = fh.read()
-    return _Input(str(path), data, path, path.name.lower().endswith(BINARY_SUFFIXES))
+    suffix = path.name.lower()
+    return _Input(str(path), data, path, suffix.endswith(BINARY_SUFFIXES), suffix.endswith(TEXT_SUFFIXES))
 
 
 def _is_inline_text(s: str) -> bool:
@@ -96,12 +100,18 @@ def _is_inline_text(s: str) -> bool:
 
 
 def _looks_binary(data: bytes) -> bool:
-    """True when ``data`` cannot be prototxt text (not UTF-8, or control bytes)."""
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError:
-        return True
-    return any(ord(c) < 32 and c not in "\t\n\r\f\v" for c in text[:4096])
+    """True when ``data`` cannot be prototxt text: control bytes other than white space near its start (every
+    binary NetParameter has them: field keys and lengths).  Bytes that are not UTF-8 do not make text binary: a
+    comment in Latin-1 or GBK is harmless to Caffe's byte-level parser, and to this one (see :func:`decode_text`)."""
+    return any(byte < 32 and byte not in b"\t\n\r\f\v" for byte in data[:4096])
+
+
+def decode_text(data: bytes) -> str:
+    """Prototxt bytes as text: UTF-8, with any byte that is not (a Latin-1 or GBK comment) kept as a lone
+    surrogate (``surrogateescape``).  Comments and white space are never read, so such bytes there are
+    harmless; inside a string value they are a :class:`PrototxtError` at their line and column, since protobuf's
+    Python runtime holds UTF-8 strings only."""
+    return data.decode("utf-8", "surrogateescape")
 
 
 # --------------------------------------------------------------------------
@@ -501,6 +511,9 @@ def _error_from_parse(e: text_format.ParseError, name: str, lines: list[str]) ->
     reason = str(e)
     reason = re.sub(r"^\d+(:\d+)? : ", "", reason)
     reason = reason.replace('"fillers.caffe.', '"caffe.')  # the names Caffe users know
+    if "surrogates not allowed" in reason:
+        reason = ("a string value that is not UTF-8 (a Latin-1 or GBK name?): protobuf's Python runtime holds "
+                  "UTF-8 strings only; re-encode the file as UTF-8")
     text_line = None
     if line is not None and 1 <= line <= len(lines):
         text_line = lines[line - 1]
@@ -649,7 +662,26 @@ def _parse_binary(data: bytes, message_type: type[Message], name: str,
     except DecodeError as e:
         raise PrototxtError(f"not a binary {message_type.DESCRIPTOR.name} ({e})", name) from None
     _check_unknown(memoryview(data), message_type.DESCRIPTOR, name, strict)
+    check_utf8(msg, name)
     return msg
+
+
+def check_utf8(msg: Message, name: str) -> None:
+    """Refuse string fields that are not UTF-8 (protobuf's Python runtime hands them out as ``bytes``, which
+    no layer name, key or upgraded text can carry): a :class:`FileFormatError` naming the field."""
+    stack = [(msg, msg.DESCRIPTOR.name)]
+    while stack:
+        message, where = stack.pop()
+        for fd, value in message.ListFields():
+            if fd.cpp_type == _MESSAGE:
+                items = value if fd.is_repeated else [value]
+                stack.extend((sub, f"{where}.{fd.name}[{i}]" if fd.is_repeated else f"{where}.{fd.name}")
+                             for i, sub in enumerate(items))
+            elif fd.type == FieldDescriptor.TYPE_STRING:
+                for item in (value if fd.is_repeated else [value]):
+                    if isinstance(item, bytes):
+                        raise FileFormatError(name, "binary protobuf", f"{where}.{fd.name} is not UTF-8: {item!r} "
+                                              "(protobuf's Python runtime holds UTF-8 strings only)")
 
 
 def _check_unknown(data: memoryview, desc: Descriptor, name: str, strict: bool) -> None:
@@ -686,14 +718,15 @@ def _load(source: Source, message_type: type[Message], strict: bool
     if path is not None and message_type is caffe_pb2.NetParameter:
         # A weights file: mapped and parsed one layer at a time, never read whole into memory.
         net = read_net(path)
+        check_utf8(net, str(path))
         _check_unknown(_mapped(path), caffe_pb2.NetParameter.DESCRIPTOR, str(path), strict)
         return ParsedText(net), _Input(str(path), b"", path, True)
     inp = _read_source(source)
     data = inp.data
     if isinstance(data, bytes):
-        if inp.binary_hint or _looks_binary(data):
+        if inp.binary_hint or (not inp.text_hint and _looks_binary(data)):
             return ParsedText(_parse_binary(data, message_type, inp.name, strict)), inp
-        data = data.decode("utf-8")
+        data = decode_text(data)
     return parse_text(data, message_type, strict=strict, filename=inp.name), inp
 
 
