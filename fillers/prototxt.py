@@ -595,14 +595,34 @@ def parse_text(text: str, message_type: type[Message], *, strict: bool = False,
 
 def _fragment(lines: list[str], span: tuple[tuple[int, int], tuple[int, int]],
               filename: str) -> Message:
-    """Parse one field of the text as a LayerParameter, keeping its line/column."""
+    """Parse one field of the text as a LayerParameter on its own (linear in its size, whatever its place in
+    the file); the positions of its warnings and errors are moved back to the field's place in the file."""
     (l0, c0), (l1, c1) = span
     if l0 == l1:
         body = lines[l0][c0:c1]
     else:
         body = "\n".join([lines[l0][c0:], *lines[l0 + 1:l1], lines[l1][:c1]])
-    text = "\n" * l0 + " " * c0 + body
-    return parse_text(text, caffe_pb2.LayerParameter, filename=filename).message
+
+    def moved(line: int, column: int | None) -> tuple[int, int | None]:  # 1-based, in the fragment
+        return line + l0, (column + c0 if line == 1 and column is not None else column)
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", PrototxtWarning)
+        try:
+            message = parse_text(body, caffe_pb2.LayerParameter, filename=filename).message
+        except PrototxtError as err:
+            if err.line is None:
+                raise
+            line, column = moved(err.line, err.column)
+            raise PrototxtError(err.reason, filename, line, column, lines[line - 1]) from None
+    for warning in caught:
+        text = str(warning.message)
+        place = re.match(re.escape(filename) + r":(\d+):(\d+): ", text)
+        if place is not None:
+            line, column = moved(int(place.group(1)), int(place.group(2)))
+            text = f"{filename}:{line}:{column}: {text[place.end():]}"
+        warnings.warn(text, warning.category, stacklevel=4)
+    return message
 
 
 def _varint(data: memoryview, pos: int) -> tuple[int, int]:
