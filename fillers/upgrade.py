@@ -32,6 +32,8 @@ import warnings
 
 import re
 
+from google.protobuf.descriptor import FieldDescriptor
+
 from . import caffe_pb2
 from .errors import PrototxtError, PrototxtWarning
 from .prototxt import ParsedText
@@ -269,6 +271,8 @@ def _set_v0(out: caffe_pb2.V1LayerParameter, v0: caffe_pb2.V0LayerParameter,
     elif hasattr(target, "append"):  # repeated in ConvolutionParameter
         target.append(value)
     else:  # scalars; the V0 pool enum has the PoolingParameter numbering
+        if msg.DESCRIPTOR.fields_by_name[field].cpp_type == FieldDescriptor.CPPTYPE_UINT32:
+            value %= 2**32  # C++'s int32 -> uint32 conversion (V0's int32 new_height/new_width): -1 is 4294967295
         setattr(msg, field, value)
 
 

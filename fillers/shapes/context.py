@@ -257,13 +257,8 @@ class LayerContext:
     def shape(self, dims: Iterable[int]) -> Shape:
         """``Blob::Reshape`` checks: at most 32 axes, dims >= 0, count <= INT_MAX."""
         dims = tuple(int(d) for d in dims)
-        self.check(len(dims) <= MAX_BLOB_AXES, f"a blob may have at most {MAX_BLOB_AXES} axes, got {dims}")
-        count = 1
-        for d in dims:
-            self.check(d >= 0, f"computed a negative blob dimension: {dims}")
-            if count != 0:
-                self.check(d <= INT_MAX // count, f"blob {dims} has more than INT_MAX elements")
-            count *= d
+        problem = reshape_problem(dims)
+        self.check(problem is None, str(problem))
         return dims
 
     # -- learnable blobs ----------------------------------------------------------------------------------
@@ -279,6 +274,21 @@ class LayerContext:
         """
         self.blobs.append((self.shape(dims), None))
         self.written.append(values)
+
+
+def reshape_problem(dims: Shape) -> str | None:
+    """What Caffe's ``Blob::Reshape`` would refuse in ``dims`` (more than 32 axes, a negative dimension, more
+    than INT_MAX elements, checked in integer arithmetic), or ``None``."""
+    if len(dims) > MAX_BLOB_AXES:
+        return f"a blob may have at most {MAX_BLOB_AXES} axes, got {len(dims)}: {dims}"
+    total = 1
+    for d in dims:
+        if d < 0:
+            return f"computed a negative blob dimension: {dims}"
+        if total != 0 and d > INT_MAX // total:
+            return f"blob {dims} has more than INT_MAX elements"
+        total *= d
+    return None
 
 
 def count(shape: Sequence[int], start: int = 0, end: int | None = None) -> int:

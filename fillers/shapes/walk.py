@@ -35,7 +35,7 @@ from fillers._params import resolve
 from fillers.caffe_pb2 import LayerParameter, NetParameter, NetState, NetStateRule, as_message
 from fillers.errors import ShapeError
 from fillers.caffemodel import blob_array, blob_shape
-from fillers.shapes.context import Shape, BlobSpec, FillCycle, FillStep, LayerBlobs, Unknown, NeedsUnknown, input_hint, LayerContext, count, RULES, LEARNABLE, rule
+from fillers.shapes.context import Shape, BlobSpec, FillCycle, FillStep, LayerBlobs, Unknown, NeedsUnknown, input_hint, LayerContext, count, reshape_problem, RULES, LEARNABLE, rule
 from fillers.upgrade import net_needs_upgrade, upgrade_net
 
 
@@ -84,6 +84,9 @@ def _check_inputs(inputs: Mapping[str, Sequence[int]] | None) -> dict[str, Shape
             raise TypeError(f"inputs[{name!r}] must be a sequence of ints, got {shape!r}") from None
         if any(d < 0 for d in dims) or any(int(d) != d for d in shape):
             raise ValueError(f"inputs[{name!r}] must hold non-negative integers, got {tuple(shape)!r}")
+        problem = reshape_problem(dims)
+        if problem is not None:
+            raise ShapeError(f"inputs[{name!r}]: {problem}", blob=name)
         out[name] = dims
     return out
 
