@@ -391,6 +391,9 @@ class _Scanner:
             raise _Stop
         self.take()
         if fd.type == _ENUM:
+            if not token.isascii():  # no enum value is (and protobuf's lookup fails on lone surrogates)
+                bad.append(token)
+                return
             try:
                 text_format.ParseEnum(fd, token)
             except ValueError:

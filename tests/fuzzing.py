@@ -221,9 +221,8 @@ def run_pipeline(data: bytes, index: int = 0, workdir: str | None = None) -> str
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             net = fillers.load_net(data)
-            text = to_text(net)
-            again = fillers.load_net(text)
-            if again != net:
+            text = to_text(net)  # what `fillers upgrade` writes: it must read back to itself
+            if to_text(fillers.load_net(text)) != text:
                 return "UNDOCUMENTED upgrade: the upgraded text does not read back to the same net"
             fillers.infer_shapes(net)
             params = fillers.fill_net(net, seed=index, rng="caffe" if index % 2 else "philox",
