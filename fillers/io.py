@@ -166,8 +166,8 @@ def _format(path: PathLike) -> str:
 
 def _check_params(params: Params) -> None:
     for layer, blobs in params.items():
-        if not isinstance(layer, str) or not layer:
-            raise ValueError(f"layer names must be non-empty strings, got {layer!r}")
+        if not isinstance(layer, str):
+            raise TypeError(f"layer names must be strings, got {layer!r}")
         for i, blob in enumerate(blobs):
             if not isinstance(blob, np.ndarray) or blob.dtype not in (np.float32, np.float64):
                 raise TypeError(f"{layer}/{i} must be a float32 or float64 numpy array")
@@ -182,15 +182,22 @@ def _optional(module: str, extra: str):
         ) from None
 
 
-def check_h5_names(layers: Iterable[str]) -> None:
-    """Refuse layer names Caffe's HDF5 layout cannot hold: a '/' would nest groups, which Caffe's
-    ``CopyTrainedLayersFromHDF5`` does not look into."""
-    nested = [layer for layer in layers if "/" in layer]
-    if nested:
-        raise ValueError(
-            f"layer name {nested[0]!r} contains '/', which Caffe's HDF5 layout cannot hold (Caffe would skip "
-            "or reject it); use .caffemodel, .npz or .safetensors"
-        )
+def check_layer_names(path: PathLike, fmt: str, layers: Iterable[str]) -> None:
+    """Refuse layer names a format cannot hold, before anything is written (:class:`FileFormatError`): an empty
+    name outside ``.caffemodel`` (its keys ``/0``, ``.0`` would read back as no layer), and in Caffe's HDF5
+    layout a '/' (it would nest groups, which Caffe's ``CopyTrainedLayersFromHDF5`` does not look into) or a
+    name HDF5 reserves (``.``)."""
+    for layer in layers:
+        if fmt == ".caffemodel":
+            return
+        why = "an empty layer name" if not layer else None
+        if fmt == ".h5" and "/" in layer:
+            why = f"layer name {layer!r} contains '/', which Caffe's HDF5 layout cannot hold (Caffe would skip or " \
+                  "reject it)"
+        elif fmt == ".h5" and layer == ".":
+            why = "layer name '.' is HDF5's name of the group itself"
+        if why is not None:
+            raise FileFormatError(os.fspath(path), fmt.lstrip("."), f"{why}; use .caffemodel")
 
 
 def _write_caffemodel(params: Params, path: PathLike, net: caffe_pb2.NetParameter | None) -> None:
@@ -245,6 +252,7 @@ def save(params: Params, path: PathLike, *, net: caffe_pb2.NetParameter | None =
     """
     fmt = _format(path)
     _check_params(params)
+    check_layer_names(path, fmt, params)
     net = net if net is not None else getattr(params, "net", None)
     meta = {**getattr(params, "metadata", {}), **(metadata or {})}
     if not all(isinstance(k, str) and isinstance(v, str) for k, v in meta.items()):
@@ -270,7 +278,7 @@ def save(params: Params, path: PathLike, *, net: caffe_pb2.NetParameter | None =
             np.savez(handle, **tensors)
     elif fmt == ".h5":
         h5py = _optional("h5py", "h5")
-        check_h5_names(params)
+        check_layer_names(path, fmt, params)
         with atomic_write(path) as handle, h5py.File(handle, "w", track_order=True) as h5:
             h5.attrs.update(meta)
             data = h5.create_group("data", track_order=True)

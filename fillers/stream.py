@@ -23,7 +23,7 @@ import numpy as np
 
 from fillers import caffe_pb2
 from fillers.caffemodel import Blob, CaffemodelWriter, blob_pieces, check_caffemodel_size
-from fillers.io import _NPZ_METADATA, _ORDER_KEY, _format, _optional, atomic_write, check_h5_names
+from fillers.io import _NPZ_METADATA, _ORDER_KEY, _format, _optional, atomic_write, check_layer_names
 
 __all__ = ["write_streamed"]
 
@@ -90,6 +90,7 @@ def write_streamed(path: str | os.PathLike, shapes: Shapes, dtype: np.dtype, lay
         A layer name HDF5 cannot hold, or an unknown extension, before anything is written.
     """
     fmt = _format(path)
+    check_layer_names(path, fmt, shapes)
     dtype = np.dtype(dtype)
     layers = _checked(layers, shapes)
     counter = _Counter(sum(math.prod(s) for blob_shapes in shapes.values() for s in blob_shapes) * dtype.itemsize,
@@ -147,7 +148,6 @@ def _write_safetensors(path, shapes: Shapes, dtype: np.dtype, layers, counter: _
 
 def _write_h5(path, shapes: Shapes, dtype: np.dtype, layers, counter: _Counter, metadata: dict[str, str]) -> None:
     h5py = _optional("h5py", "h5")
-    check_h5_names(shapes)
     dcpl = h5py.h5p.create(h5py.h5p.DATASET_CREATE)
     dcpl.set_alloc_time(h5py.h5d.ALLOC_TIME_EARLY)  # storage placed now, so its offset is known
     dcpl.set_fill_time(h5py.h5d.FILL_TIME_NEVER)  # and not written twice

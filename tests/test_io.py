@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from fillers import caffe_pb2
+from fillers.errors import FileFormatError
 from fillers.io import atomic_write, load, save
 
 FORMATS = [".caffemodel", ".caffemodel.h5", ".h5", ".npz", ".safetensors"]
@@ -96,7 +97,7 @@ def test_legacy_v1_caffemodel_is_read(tmp_path):
     [
         ("x.pkl", {"a": [np.zeros(1, np.float32)]}, ValueError, "cannot tell the format"),
         ("x.npz", {"a": [np.zeros(1, np.int32)]}, TypeError, "float32 or float64"),
-        ("x.npz", {"": [np.zeros(1, np.float32)]}, ValueError, "non-empty"),
+        ("x.npz", {"": [np.zeros(1, np.float32)]}, FileFormatError, "an empty layer name"),
     ],
 )
 def test_bad_input(tmp_path, name, params, error, message):
