@@ -22,6 +22,12 @@ X86_32_ARGS = ["-msse2", "-mfpmath=sse"]
 X86_32 = struct.calcsize("P") == 4 and platform.machine().lower() in {"i386", "i486", "i586", "i686", "x86",
                                                                       "x86_64", "amd64"}
 DEBUG = os.environ.get("FILLERS_DEBUG") == "1"  # bounds checks back on for a debug build
+# FILLERS_SANITIZE=1: AddressSanitizer + UndefinedBehaviorSanitizer (GCC/clang), any error fatal, frame
+# pointers kept and Cython's bounds checks on.  Python itself is not instrumented: run it with the ASan
+# runtime preloaded, e.g. LD_PRELOAD=$(gcc -print-file-name=libasan.so) ASAN_OPTIONS=detect_leaks=0
+# python -m pytest tests/test_fill.py (see the README's "Bad input" section).
+SANITIZE = os.environ.get("FILLERS_SANITIZE") == "1"
+SANITIZE_ARGS = ["-fsanitize=address,undefined", "-fno-sanitize-recover=all", "-fno-omit-frame-pointer", "-g"]
 
 
 class BuildPyWithProto(build_py):
@@ -58,6 +64,9 @@ class BuildExtWithFlags(build_ext):
         for ext in self.extensions:
             ext.extra_compile_args = MSVC_ARGS if msvc else GCC_LIKE_ARGS + (X86_32_ARGS if X86_32 else [])
             ext.extra_link_args = [] if msvc else ["-pthread"]
+            if SANITIZE and not msvc:
+                ext.extra_compile_args = ext.extra_compile_args + SANITIZE_ARGS
+                ext.extra_link_args = ext.extra_link_args + SANITIZE_ARGS
         super().build_extensions()
 
 
@@ -78,10 +87,10 @@ setup(
         ],
         compiler_directives={
             "language_level": 3,
-            "boundscheck": DEBUG,
+            "boundscheck": DEBUG or SANITIZE,
             "wraparound": False,
             "cdivision": True,
-            "initializedcheck": DEBUG,
+            "initializedcheck": DEBUG or SANITIZE,
         },
     ),
     cmdclass={"build_py": BuildPyWithProto, "build_ext": BuildExtWithFlags},
