@@ -26,6 +26,7 @@ import math
 import mmap
 import os
 import sys
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import IO, Any, Callable, Iterable, Iterator, Sequence, Union
 
@@ -42,6 +43,7 @@ __all__ = [
     "blob_array",
     "blob_pieces",
     "blob_shape",
+    "write_blob",
     "caffemodel_size",
     "check_caffemodel_size",
     "read_caffemodel",
@@ -584,10 +586,40 @@ class CaffemodelWriter:
         self._write(after)
 
     def _write_values(self, blob: Blob, dtype: np.dtype, progress: Callable[[int], None] | None) -> None:
+        write_blob(self._write, blob, progress)
+
+
+def write_blob(write: Callable[[np.ndarray], Any], blob: Blob,
+               progress: Callable[[int], None] | None = None) -> None:
+    """Write a blob's values, little-endian in C order, with ``write`` (e.g. a file's ``write``).
+
+    A :class:`ChunkedBlob` of several pieces is filled into two alternating buffers: each piece is filled while
+    the one before it is being written, by one writer thread (filling and writing both release the GIL), so
+    the time is about the longer of the two rather than their sum.  ``progress`` gets the bytes of each piece
+    once it is written.
+    """
+    if isinstance(blob, np.ndarray) or blob.size <= blob.piece:
         for piece in blob_pieces(blob):
-            self._write(piece)
+            write(piece)
             if progress is not None:
                 progress(piece.nbytes)
+        return
+    dtype = np.dtype(blob.dtype)
+    buffers = (np.empty(blob.piece, dtype), np.empty(blob.piece, dtype))
+    pending: Future | None = None
+    with ThreadPoolExecutor(1, thread_name_prefix="fillers-write") as writer:
+        for n, (offset, count) in enumerate(blob.pieces()):
+            out = buffers[n % 2][:count]  # its last write (piece n - 2) finished before piece n - 1 was sent
+            blob.fill(out, offset)
+            if pending is not None:
+                pending.result()
+                if progress is not None:
+                    progress(blob.piece * dtype.itemsize)
+            pending = writer.submit(write, out if _LITTLE else out.astype(dtype.newbyteorder("<")))
+            last = out.nbytes
+        pending.result()
+        if progress is not None:
+            progress(last)
 
 
 def blob_pieces(blob: Blob, piece_bytes: int = 64 << 20) -> Iterator[np.ndarray]:

@@ -22,7 +22,7 @@ from typing import Callable, Iterable, Iterator, Mapping, Sequence
 import numpy as np
 
 from fillers import caffe_pb2
-from fillers.caffemodel import Blob, CaffemodelWriter, blob_pieces, check_caffemodel_size
+from fillers.caffemodel import Blob, CaffemodelWriter, blob_pieces, check_caffemodel_size, write_blob
 from fillers.io import _ORDER_KEY, _format, _optional, atomic_write, check_h5_names
 
 __all__ = ["write_streamed"]
@@ -103,9 +103,7 @@ def write_streamed(path: str | os.PathLike, shapes: Shapes, dtype: np.dtype, lay
 
 def _write_all(handle, blobs: Sequence[Blob], counter: _Counter) -> None:
     for blob in blobs:
-        for piece in blob_pieces(blob):
-            handle.write(piece)
-            counter(piece.nbytes)
+        write_blob(handle.write, blob, counter)
 
 
 def _write_caffemodel(path, shapes: Shapes, dtype: np.dtype, layers, net, counter: _Counter) -> None:
