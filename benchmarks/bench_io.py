@@ -30,6 +30,7 @@ from typing import Any, Callable
 import numpy as np
 
 import fillers
+from bench_caffe import best_time
 
 HERE = Path(__file__).resolve().parent
 VGG19 = HERE / "vgg19.prototxt"
@@ -41,15 +42,6 @@ LOAD_RSS_OVER_FILE_MIB = 64  # peak RSS of a caffemodel load <= file size + 64 M
 STREAM_RSS_MIB = 256  # a streaming fill: <= 256 MiB above the interpreter
 END_TO_END_VS_TOFILE = 1.2  # fillers fill -o x.caffemodel within 1.2x of numpy tofile
 FRESH_VS_WARM = 1.5  # first fill of a fresh process within 1.5x of refilling warm memory
-
-
-def best(fn: Callable[[], Any], k: int) -> float:
-    times = []
-    for _ in range(k):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return min(times)
 
 
 def touch(params: dict) -> float:
@@ -97,23 +89,27 @@ def bench_formats(params: dict, net, workdir: Path, k: int) -> dict:
     out: dict[str, Any] = {"bytes": nbytes}
     for suffix in FORMATS:
         path = workdir / f"vgg19{suffix}"
-        save = best(lambda: fillers.save(params, path, net=net), max(1, k - 1))
-        ours = best(lambda: touch(fillers.load(path)), k)
+        save = best_time(lambda: fillers.save(params, path, net=net), max(1, k - 1))
+        ours = best_time(lambda: touch(fillers.load(path)), k)
         baseline = _baseline_load(path)
-        theirs = best(lambda: touch(baseline()), k)
+        theirs = best_time(lambda: touch(baseline()), k)
         row = {"save_s": save, "load_s": ours, "baseline_load_s": theirs, "file_bytes": path.stat().st_size}
         if suffix == ".caffemodel":
-            row["protobuf_to_numpy_s"] = best(lambda: touch(_protobuf_to_numpy(path)), max(1, k - 1))
+            row["protobuf_to_numpy_s"] = best_time(lambda: touch(_protobuf_to_numpy(path)), max(1, k - 1))
         out[suffix] = row
     return out
 
 
-_LOAD_RSS = """
-import resource, sys, time
+# Peak RSS of this process (Linux), for the scripts run in fresh interpreters.
+_HWM = """
 def hwm():
     for line in open("/proc/self/status"):
         if line.startswith("VmHWM"):
             return int(line.split()[1]) * 1024
+"""
+
+_LOAD_RSS = _HWM + """
+import sys
 import numpy as np, fillers
 from fillers import caffe_pb2
 from fillers.caffemodel import blob_array
@@ -139,13 +135,9 @@ def bench_load_rss(path: Path) -> dict:
     return out
 
 
-_STREAM_RSS = """
-import sys
-def hwm():
-    for line in open("/proc/self/status"):
-        if line.startswith("VmHWM"):
-            return int(line.split()[1]) * 1024
-import time, fillers
+_STREAM_RSS = _HWM + """
+import sys, time
+import fillers
 net = fillers.load_net(sys.argv[1])
 before = hwm()
 t0 = time.perf_counter()
@@ -200,11 +192,11 @@ def bench_end_to_end(workdir: Path, nbytes: int, k: int) -> dict:
         def cli() -> None:
             subprocess.run([sys.executable, "-m", "fillers.cli", "fill", str(VGG19), "-o", str(target), "--quiet"],
                            check=True)
-        out[suffix] = best(cli, k)
+        out[suffix] = best_time(cli, k)
         target.unlink()
     (workdir / "tofile.bin").unlink()
     # The interpreter and imports alone, the floor of any command.
-    out["startup_s"] = best(lambda: subprocess.run([sys.executable, "-c", "import fillers.cli, fillers.net"],
+    out["startup_s"] = best_time(lambda: subprocess.run([sys.executable, "-c", "import fillers.cli, fillers.net"],
                                                    check=True), k)
     return out
 
@@ -247,20 +239,19 @@ def bench_dask(mib: int, k: int) -> dict:
     shape = (mib << 18,)  # float32
     filler = 'type: "gaussian" std: 0.01'
     out: dict[str, Any] = {"bytes": mib << 20}
-    out["fill_s"] = best(lambda: fillers.fill(np.empty(shape, np.float32), filler, seed=1), k)
+    out["fill_s"] = best_time(lambda: fillers.fill(np.empty(shape, np.float32), filler, seed=1), k)
     x = fd.filled(shape, filler, seed=1, chunks=16 << 18)
     with dask.config.set(scheduler="threads"):
-        out["dask_threads_s"] = best(lambda: x.compute(), k)
+        out["dask_threads_s"] = best_time(lambda: x.compute(), k)
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
                                   dashboard_address=None) as cluster, distributed.Client(cluster):
-        x.sum().compute()  # warm the workers
-        out["dask_cluster_s"] = best(lambda: x.compute(), k)
-        out["dask_cluster_sum_s"] = best(lambda: x.sum().compute(), k)
+        out["dask_cluster_s"] = best_time(lambda: x.compute(), k)
+        out["dask_cluster_sum_s"] = best_time(lambda: x.sum().compute(), k)
     return out
 
 
 def run(quick: bool = False) -> dict:
-    k = 1 if quick else 3
+    k = 1 if quick else 2
     net = fillers.load_net(str(VGG19))
     results: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(dir=os.environ.get("FILLERS_BENCH_DIR")) as tmp:
