@@ -15,7 +15,10 @@ The public API:
   :func:`register_layer` teaches it a layer type (:class:`LayerContext` is what a rule gets);
   :func:`fill_net` fills them all, from Philox streams keyed by layer name or bit-identically to Caffe.
 - :func:`save` and :func:`load` write and read filled parameters: ``.caffemodel``, ``.h5``, ``.npz``,
-  ``.safetensors`` (atomic writes).
+  ``.safetensors`` (atomic writes); ``fill_net(..., out=path)`` fills straight into such a file in bounded
+  memory.  :mod:`fillers.caffemodel` is the streaming ``.caffemodel`` reader and writer (mapped views of the
+  weights; :class:`~fillers.caffemodel.CaffemodelWriter` layer by layer); :mod:`fillers.dask` (optional) gives
+  blobs as Dask arrays filled chunk by chunk.
 - Bad input raises a :class:`FillersError` (a ``ValueError``): :class:`PrototxtError` (``file:line:column``),
   :class:`ShapeError` (layer, blob), :class:`FileFormatError` (path, byte offset), :class:`FillerError`
   (field and value), :class:`ArrayError`.

@@ -236,7 +236,7 @@ def blob_shape(blob: caffe_pb2.BlobProto) -> tuple[int, ...]:
 
 
 def blob_array(blob: caffe_pb2.BlobProto) -> np.ndarray:
-    """A parsed BlobProto's values as an array of its Caffe shape (:func:`_blob_shape`), float64 when it holds
+    """A parsed BlobProto's values as an array of its Caffe shape (:func:`blob_shape`), float64 when it holds
     ``double_data``, else float32 (a copy of protobuf's repeated field)."""
     if len(blob.double_data):
         return np.array(blob.double_data, np.float64).reshape(blob_shape(blob))
