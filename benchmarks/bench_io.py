@@ -267,6 +267,7 @@ def run(quick: bool = False) -> dict:
         results["end_to_end"] = bench_end_to_end(workdir, nbytes, k)
     results["fresh_vs_warm"] = bench_fresh_vs_warm()
     results["dask"] = bench_dask(64 if quick else 512, k)
+    results["load_average"] = os.getloadavg()  # the cores are often shared: read the figures with it
     return results
 
 
@@ -300,8 +301,10 @@ def markdown(r: dict) -> str:
     f = r["formats"]
     mib = f["bytes"] / 2**20
     names = {".caffemodel": "protobuf parse", ".h5": "h5py", ".npz": "numpy.load", ".safetensors": "safetensors"}
+    load = r.get("load_average")
+    shared = f" Load average at the end of the run: {load[0]:.1f} / {load[2]:.1f} (1 / 15 min)." if load else ""
     lines = [f"VGG-19, {mib:.0f} MiB of float32 (files in the page cache; every load then reads one value per "
-             "4 KiB page):", "",
+             f"4 KiB page).{shared}", "",
              "| format | save s | load s | baseline | baseline load s | x baseline |", "|---|---:|---:|---|---:|---:|"]
     for suffix in FORMATS:
         row = f[suffix]

@@ -420,8 +420,7 @@ def main_io(args: argparse.Namespace) -> int:
     """Only the I/O section: its key of the results file and its README table are replaced."""
     io = bench_io(args.quick)
     results = json.loads(args.out.read_text()) if args.out.exists() else {}
-    results["machine"] = machine(torch_module())
-    results["io"] = dict(io, date=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+    results["io"] = dict(io, machine=machine(torch_module()), date=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
     write_results(args.out, results)
     if args.readme:
         update_readme(args.readme, io["markdown"], "io-table")
