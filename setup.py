@@ -1,5 +1,6 @@
 """Build: the protobuf schema and the Cython/C kernels (all metadata lives in pyproject.toml)."""
 import os
+import tempfile
 from pathlib import Path
 
 from Cython.Build import cythonize
@@ -7,21 +8,36 @@ from setuptools import Extension, setup
 from setuptools.command.build_py import build_py
 
 HERE = Path(__file__).parent
-SOURCES = ["fillers/src/philox_fill.c", "fillers/src/common.c"]
+SOURCES = ["fillers/src/philox_fill.c", "fillers/src/common.c", "fillers/src/pool.c"]
 # Strict IEEE arithmetic (no FMA contraction) keeps every dispatch path byte-identical; no -march flags:
 # SIMD variants are chosen at run time.
-COMPILE_ARGS = ["-O3", "-ffp-contract=off", "-fno-math-errno", "-fopenmp", "-std=c11"]
+COMPILE_ARGS = ["-O3", "-ffp-contract=off", "-fno-math-errno", "-pthread", "-std=c11"]
 DEBUG = os.environ.get("FILLERS_DEBUG") == "1"  # bounds checks back on for a debug build
 
 
 class BuildPyWithProto(build_py):
-    """Generate fillers/caffe_pb2.py from proto/caffe.proto before the package is collected."""
+    """Write fillers/_caffe_descriptor.py, the compiled schema, before the package is collected.
+
+    The module holds the serialized ``FileDescriptorProto`` of proto/fillers/caffe.proto; fillers/caffe_pb2.py
+    builds the message classes from it at import. Unlike protoc's generated ``_pb2`` code, which requires a
+    protobuf runtime at least as new as the protoc that wrote it, this works with any runtime the package
+    supports, whichever grpcio-tools compiled it.
+    """
 
     def run(self):
+        from google.protobuf import descriptor_pb2
         from grpc_tools import protoc
 
-        if protoc.main(["protoc", "-Iproto", "--python_out=fillers", "proto/caffe.proto"]) != 0:
-            raise RuntimeError("protoc failed on proto/caffe.proto")
+        with tempfile.TemporaryDirectory() as tmp:
+            descriptor_set = Path(tmp, "caffe.pb")
+            argv = ["protoc", "-Iproto", f"--descriptor_set_out={descriptor_set}", "proto/fillers/caffe.proto"]
+            if protoc.main(argv) != 0:
+                raise RuntimeError("protoc failed on proto/fillers/caffe.proto")
+            (schema,) = descriptor_pb2.FileDescriptorSet.FromString(descriptor_set.read_bytes()).file
+        Path("fillers/_caffe_descriptor.py").write_text(
+            '"""The serialized FileDescriptorProto of proto/fillers/caffe.proto, written by setup.py."""\n'
+            f"FILE_DESCRIPTOR = {schema.SerializeToString()!r}\n"
+        )
         super().run()
 
 
@@ -32,7 +48,7 @@ def extension(name, sources):
         # the kernels include templates and headers: any change must rebuild (setuptools only sees .c files)
         depends=sorted(str(p) for p in Path("fillers/src").glob("*.h")),
         extra_compile_args=COMPILE_ARGS,
-        extra_link_args=["-fopenmp"],
+        extra_link_args=["-pthread"],
     )
 
 

@@ -9,9 +9,10 @@ nearest equivalent (``Generator(PCG64)``, single-threaded as numpy is) and, when
 ``torch.nn.init`` on the same memory (all cores), each timed best-of-k after a warm-up in this same run.
 Also: thread scaling 1 -> all cores, peak RSS while filling a 1 GiB blob (in a subprocess), ``fill_net`` of
 VGG-19 against a torch script creating the same tensors, the Caffe-exact stream's section from
-``benchmarks/bench_caffe.py`` when present, and the I/O section (``benchmarks/bench_io.py``: load/save of
-VGG-19 in four formats, streaming fills, Dask; ``--io-only`` runs just that one).  Prints a table and the
-issue's targets, writes
+``benchmarks/bench_caffe.py``, the busy-neighbour section from ``benchmarks/bench_busy.py`` (all cores
+against one thread while another process spins on one core) and the I/O section (``benchmarks/bench_io.py``:
+load/save of VGG-19 in four formats, streaming fills, Dask; ``--io-only`` runs just that one).  Prints a
+table and the issue's targets, writes
 ``benchmarks/results.json`` (with the machine: CPU model, cores, versions, SIMD path) and, with
 ``--readme``, rewrites the table between the README's benchmark-table markers.  ``--quick`` uses 4 Mi
 elements (a smoke test, not a measurement).
@@ -286,15 +287,16 @@ def torch_create(torch, blobs) -> list:
     return out
 
 
-def bench_caffe(n: int, k: int) -> dict | None:
-    """The Caffe-exact stream's section (benchmarks/bench_caffe.py), when present."""
-    path = HERE / "bench_caffe.py"
+def bench_section(name: str, **kwargs) -> dict | None:
+    """The section in ``benchmarks/<name>.py`` (its ``run(**kwargs)``, printed with its ``report``), when
+    present: bench_caffe (the Caffe-exact stream), bench_busy (all cores with one core busy)."""
+    path = HERE / f"{name}.py"
     if not path.exists():
         return None
-    spec = importlib.util.spec_from_file_location("bench_caffe", path)
+    spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    results = module.run(size=n, repeat=k)
+    results = module.run(**kwargs)
     print("\n" + module.report(results))
     return results
 
@@ -383,6 +385,11 @@ def markdown(results: dict) -> str:
     if caffe and "kinds" in caffe:
         lines.append("Caffe-exact stream vs numpy MT19937: "
                      + ", ".join(f"{k} {v['ratio']:.2f}x" for k, v in caffe["kinds"].items()) + ".")
+    busy = results.get("busy_neighbour")
+    if busy:
+        lines.append(f"One core kept busy by another process: all {busy['threads']} threads vs one thread (median "
+                     f"time ratio, >= 1 is not slower) "
+                     + ", ".join(f"{k} {v['ratio']:.2f}x" for k, v in busy["fillers"].items()) + ".")
     return "\n".join(lines)
 
 
@@ -396,7 +403,7 @@ def update_readme(path: Path, table: str, marker: str = "benchmark-table") -> No
     path.write_text(f"{head}{begin}\n{table}\n{end}{rest.split(end, 1)[1]}")
 
 
-def bench_io(quick: bool) -> dict:
+def io_section(quick: bool) -> dict:
     """The I/O section (benchmarks/bench_io.py): its results, targets and README text."""
     import bench_io
 
@@ -418,7 +425,7 @@ def write_results(path: Path, results: dict) -> None:
 
 def main_io(args: argparse.Namespace) -> int:
     """Only the I/O section: its key of the results file and its README table are replaced."""
-    io = bench_io(args.quick)
+    io = io_section(args.quick)
     results = json.loads(args.out.read_text()) if args.out.exists() else {}
     results["io"] = dict(io, machine=machine(torch_module()), date=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
     write_results(args.out, results)
@@ -454,8 +461,9 @@ def main(argv: list[str] | None = None) -> int:
     fill_net = bench_fill_net(torch, 3 if not args.quick else 1, vgg19(), "VGG-19 (deploy: constant fillers)")
     fill_net_gaussian = bench_fill_net(torch, 3 if not args.quick else 1, vgg19('type: "gaussian" std: 0.01'),
                                        "VGG-19 (weights gaussian std 0.01)")
-    caffe = bench_caffe(n, max(2, k - 2))
-    io = bench_io(args.quick)
+    caffe = bench_section("bench_caffe", size=n, repeat=max(2, k - 2))
+    busy = bench_section("bench_busy", size=n, repeat=2 * k - 1)
+    io = io_section(args.quick)
     elapsed = time.perf_counter() - started
 
     summary = check_targets(rows, rss, fill_net) if not args.quick else []
@@ -466,7 +474,7 @@ def main(argv: list[str] | None = None) -> int:
 
     results = {"machine": info, "elements": n, "best_of": k, "threads": threads, "fillers": rows,
                "rss": rss, "fill_net_vgg19": fill_net, "fill_net_vgg19_gaussian": fill_net_gaussian,
-               "caffe": caffe, "io": io, "targets": summary,
+               "caffe": caffe, "busy_neighbour": busy, "io": io, "targets": summary,
                "seconds": elapsed, "date": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
     write_results(args.out, results)
     if args.readme:

@@ -160,7 +160,7 @@ def fill_net(
         sharing); values written in the net are wrapped with ``dask.array.from_array``.  Store them with
         ``dask.array.to_zarr`` or ``to_npy_stack``.
     """
-    from fillers.net import _PhiloxBlob, _check_dtype, _keys, _plan
+    from fillers.net import _PhiloxBlob, _check_dtype, _plan, layer_keys
     from fillers.prototxt import load_net
     from fillers.shapes import infer_shapes
 
@@ -169,8 +169,8 @@ def fill_net(
     layers = infer_shapes(net if isinstance(net, NetParameter) else load_net(net), inputs=inputs, phase=phase)
     made: dict[int, da.Array] = {}  # by Philox stream: a shared blob is made once
     out: dict[str, list[da.Array]] = {}
-    for key, blobs in _plan(layers, _keys(layers), seed=_check_u64("seed", seed), caffe_rng=None, dt=dt,
-                            threads=1):
+    for key, blobs in _plan(layers, layer_keys(layers), seed=_check_u64("seed", seed), caffe_rng=None, dt=dt,
+                            threads=1, copies={}):
         arrays = []
         for blob in blobs:
             if isinstance(blob, _PhiloxBlob):
