@@ -268,10 +268,7 @@ def _scan(reader: _Reader, end: int) -> tuple[list[tuple[int, int]], list[_Layer
     small: list[tuple[int, int]] = []
     layers: list[_Layer] = []
     for number, wire, field_start, a, b in reader.fields(0, end):
-        if number in (_NET_LAYER, _NET_LAYERS_V1):
-            if wire != _LENGTH:
-                raise reader.error(f"field {number} (a layer) has wire type {wire}, not length-delimited",
-                                   field_start)
+        if number in (_NET_LAYER, _NET_LAYERS_V1) and wire == _LENGTH:  # another wire type: unknown, as protobuf
             v1 = number == _NET_LAYERS_V1
             blobs_field = _V1_LAYER_BLOBS if v1 else _LAYER_BLOBS
             layer = _Layer(v1, [], [], field_start)
