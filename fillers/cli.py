@@ -76,10 +76,16 @@ def build_parser() -> argparse.ArgumentParser:
     fill.add_argument("--dtype", choices=("float32", "float64"), default="float32")
     fill.add_argument("--threads", type=_positive_int, default=None, help="worker threads (default: all cores)")
     fill.add_argument("--quiet", action="store_true", help="no progress bar and no summary")
+    fill.add_argument("--report", metavar="HTML",
+                      help="also write the HTML report: the layer table and a histogram of every filled blob")
 
     inspect = commands.add_parser("inspect", help="list every learnable blob: shape, filler, parameter count")
     net_options(inspect)
     inspect.add_argument("--json", action="store_true", help="machine-readable output")
+    inspect.add_argument("--html", metavar="HTML",
+                         help="write the HTML report (layer table; with --weights, a histogram per blob)")
+    inspect.add_argument("--weights", metavar="W",
+                         help="blobs to plot in the --html report: .caffemodel, .h5, .npz or .safetensors")
 
     upgrade = commands.add_parser("upgrade", help="rewrite a net in the current Caffe format")
     upgrade.add_argument("input", metavar="IN", help="net definition in any Caffe format")
@@ -115,9 +121,16 @@ def filler_dict(filler) -> dict | None:
 
 
 def _inspect(args: argparse.Namespace) -> int:
-    from fillers import infer_shapes, load_net
+    from fillers import infer_shapes, load, load_net
 
-    layers = infer_shapes(load_net(args.net), inputs=dict(args.input), phase=args.phase)
+    net = load_net(args.net)
+    if args.html is not None:
+        from fillers.report import write_report
+
+        weights = load(args.weights) if args.weights is not None else None
+        write_report(args.html, net, weights=weights, inputs=dict(args.input), phase=args.phase)
+        return 0
+    layers = infer_shapes(net, inputs=dict(args.input), phase=args.phase)
     blobs = [(layer, i, blob) for layer in layers for i, blob in enumerate(layer.blobs)]
     total = sum(math.prod(blob.shape) for *_, blob in blobs)
     if args.json:
@@ -145,6 +158,10 @@ def _fill(args: argparse.Namespace) -> int:
     params = fill_net(net, seed=args.seed, rng=args.rng, dtype=np.dtype(args.dtype), inputs=dict(args.input),
                       phase=args.phase, threads=args.threads, progress=not args.quiet)
     save(params, args.output, net=net)
+    if args.report is not None:
+        from fillers.report import write_report
+
+        write_report(args.report, net, weights=params, inputs=dict(args.input), phase=args.phase)
     if not args.quiet:
         unique = {id(blob): blob for blobs in params.values() for blob in blobs}.values()
         count = sum(blob.size for blob in unique)
@@ -180,7 +197,10 @@ def _one_line_warning(message, category, filename, lineno, file=None, line=None)
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``fillers`` command line; returns the exit code."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "weights", None) is not None and args.html is None:
+        parser.error("--weights needs --html")
     try:
         with warnings.catch_warnings():
             warnings.showwarning = _one_line_warning

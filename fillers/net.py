@@ -29,7 +29,7 @@ from fillers._fill import fill
 from fillers.caffe_pb2 import FillerParameter, NetParameter
 from fillers.shapes import LayerBlobs, infer_shapes
 
-__all__ = ["fill_net", "philox_stream"]
+__all__ = ["fill_net", "layer_keys", "philox_stream"]
 
 _RNGS = ("philox", "caffe")
 
@@ -134,7 +134,7 @@ def fill_net(
         raise ValueError("threads does not apply with rng='caffe': Caffe's stream is sequential")
     caffe_rng = CaffeRNG(seed) if rng == "caffe" else None
     layers = infer_shapes(net, inputs=inputs, phase=phase)
-    keys = _keys(layers)
+    keys = layer_keys(layers)
     runs = [(key, layer, _runs(layer, caffe_rng is not None)) for key, layer in zip(keys, layers)]
     out: dict[str, list[np.ndarray]] = {}
     with _progress(sum(math.prod(shape) for *_, steps in runs for _, shape, _ in steps), progress) as bar:
@@ -175,7 +175,7 @@ def _new_blob(shape: tuple[int, ...], dt: np.dtype, filler: FillerParameter, whe
     return fill(np.empty(shape, dt), filler, **where)
 
 
-def _keys(layers: list[LayerBlobs]) -> list[str]:
+def layer_keys(layers: list[LayerBlobs]) -> list[str]:
     """Layer names as dict keys: a name that repeats (Caffe allows it) gets ``#2``, ``#3``, ... on its later
     layers."""
     seen: dict[str, int] = {}
