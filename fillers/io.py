@@ -143,13 +143,17 @@ def _write_caffemodel(params: Params, handle: IO[bytes], net: caffe_pb2.NetParam
                 handle.write(memoryview(data).cast("B"))
 
 
+def blob_shape(blob: caffe_pb2.BlobProto) -> tuple[int, ...]:
+    """A BlobProto's shape: its ``shape`` field, else the legacy num/channels/height/width (4-D)."""
+    if blob.HasField("shape"):
+        return tuple(blob.shape.dim)
+    return (blob.num, blob.channels, blob.height, blob.width)
+
+
 def blob_array(blob: caffe_pb2.BlobProto) -> np.ndarray:
     """A BlobProto's values as an array of its shape (legacy num/channels/height/width blobs are 4-D), float64
     when it holds ``double_data``, else float32."""
-    if blob.HasField("shape"):
-        shape = tuple(blob.shape.dim)
-    else:  # legacy 4-D blob
-        shape = (blob.num, blob.channels, blob.height, blob.width)
+    shape = blob_shape(blob)
     if len(blob.double_data):
         return np.array(blob.double_data, np.float64).reshape(shape)
     return np.array(blob.data, np.float32).reshape(shape)

@@ -27,6 +27,7 @@ import numpy as np
 from fillers._caffe import CaffeRNG
 from fillers._fill import fill
 from fillers.caffe_pb2 import FillerParameter, NetParameter
+from fillers.prototxt import load_net
 from fillers.shapes import LayerBlobs, infer_shapes
 
 __all__ = ["fill_net", "layer_keys", "philox_stream"]
@@ -133,7 +134,7 @@ def fill_net(
     if rng == "caffe" and threads is not None:
         raise ValueError("threads does not apply with rng='caffe': Caffe's stream is sequential")
     caffe_rng = CaffeRNG(seed) if rng == "caffe" else None
-    layers = infer_shapes(net, inputs=inputs, phase=phase)
+    layers = infer_shapes(load_net(net) if isinstance(net, (str, os.PathLike)) else net, inputs=inputs, phase=phase)
     keys = layer_keys(layers)
     runs = [(key, layer, _runs(layer, caffe_rng is not None)) for key, layer in zip(keys, layers)]
     out: dict[str, list[np.ndarray]] = {}
@@ -152,8 +153,8 @@ def fill_net(
                 if index is not None:
                     arrays[index] = array
                 bar.update(array.size)
-            if layer.given:  # values written in the net replace whatever the fills made
-                arrays = [np.array(values, dt) for values in layer.given]
+            if layer.given:  # values written in the net (or by the setup) replace whatever the fills made
+                arrays = [np.array(values, dt) for values in layer.given_values()]
             out[key] = arrays
     first_key = {layer.name: key for key, layer in reversed(list(zip(keys, layers)))}
     for key, layer in zip(keys, layers):

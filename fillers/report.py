@@ -363,7 +363,7 @@ def _blobs_cell(layer: NetLayer, key: str) -> str:
 
 def _given_in_net(layer: NetLayer) -> bool:
     """Whether the layer's blob values are written in the net (not drawn by fillers, nor set by its setup)."""
-    return bool(layer.learnable.given) and all(spec.filler is not None for spec in layer.learnable.blobs)
+    return layer.learnable.given == "net"
 
 
 def _anchor(key: str, index: int) -> str:
