@@ -157,7 +157,7 @@ def _fill(args: argparse.Namespace) -> int:
     net = load_net(args.net)
     params = fill_net(net, seed=args.seed, rng=args.rng, dtype=np.dtype(args.dtype), inputs=dict(args.input),
                       phase=args.phase, threads=args.threads, progress=not args.quiet)
-    save(params, args.output, net=net)
+    save(params, args.output, net=net, phase=args.phase)
     if args.report is not None:
         from fillers.report import write_report
 

@@ -16,6 +16,7 @@ from typing import IO, Iterator, Mapping, Sequence, Union
 import numpy as np
 
 from fillers import caffe_pb2
+from fillers.errors import ShapeError
 
 PathLike = Union[str, "os.PathLike[str]"]
 Params = Mapping[str, Sequence[np.ndarray]]
@@ -110,18 +111,14 @@ def _field(number: int, payload_size: int) -> bytes:
     return _varint(number << 3 | 2) + _varint(payload_size)
 
 
-def _layer_types(net: caffe_pb2.NetParameter | None) -> dict[str, str]:
-    return {layer.name: layer.type for layer in net.layer} if net is not None else {}
-
-
-def _write_caffemodel(params: Params, handle: IO[bytes], net: caffe_pb2.NetParameter | None) -> None:
+def _write_caffemodel(entries: Sequence[tuple[caffe_pb2.LayerParameter, Sequence[np.ndarray]]], handle: IO[bytes],
+                      name: str | None) -> None:
     """Stream a NetParameter: protobuf encodes the small fields; blob data is written as packed bytes,
     without copying the arrays into protobuf repeated fields."""
-    types = _layer_types(net)
-    if net is not None and net.name:
-        handle.write(caffe_pb2.NetParameter(name=net.name).SerializeToString())
-    for name, blobs in params.items():
-        head = caffe_pb2.LayerParameter(name=name, type=types.get(name, "")).SerializeToString()
+    if name is not None:  # Net::ToProto sets the name, even an empty one
+        handle.write(caffe_pb2.NetParameter(name=name).SerializeToString())
+    for layer, blobs in entries:
+        head = layer.SerializeToString()
         encoded = []
         for blob in blobs:
             shape = caffe_pb2.BlobProto(shape=caffe_pb2.BlobShape(dim=blob.shape)).SerializeToString()
@@ -165,7 +162,34 @@ def _read_caffemodel(path: PathLike) -> dict[str, list[np.ndarray]]:
     return {layer.name: [blob_array(blob) for blob in layer.blobs] for layer in layers if len(layer.blobs)}
 
 
-def save(params: Params, path: PathLike, *, net: caffe_pb2.NetParameter | None = None) -> None:
+def _whole_net(params: Params, net: caffe_pb2.NetParameter, phase: str | int) -> list[tuple[caffe_pb2.LayerParameter, Sequence[np.ndarray]]]:
+    """Every layer of ``net`` as Caffe builds it for ``phase`` (``Net::ToProto``), each with its blobs from
+    ``params``: a layer whose type has learnable blobs takes the entry of its key (the name; a name that
+    repeats is ``name#2``, ``name#3`` ... on its later such layers, as :func:`fillers.fill_net` keys them)."""
+    from fillers.shapes import built_net
+    from fillers.shapes.context import LEARNABLE
+
+    placed: dict[str, int] = {}  # layers of each name that took blobs so far
+    used = set()
+    entries = []
+    for layer in built_net(net, phase=phase).layer:
+        seen = placed.get(layer.name, 0)
+        key = layer.name if not seen else f"{layer.name}#{seen + 1}"
+        blobs: Sequence[np.ndarray] = ()
+        if layer.type in LEARNABLE and key in params:
+            blobs = params[key]
+            placed[layer.name] = seen + 1
+            used.add(key)
+        entries.append((layer, blobs))
+    stray = [key for key in params if key not in used]
+    if stray:
+        raise ShapeError(f"params has blobs for layer {stray[0]!r}, which the net ({net.name or 'unnamed'}, phase "
+                         f"{phase}) has not, or not as a layer with learnable blobs", layer=stray[0])
+    return entries
+
+
+def save(params: Params, path: PathLike, *, net: caffe_pb2.NetParameter | None = None,
+         phase: str | int = "TEST") -> None:
     """Write filled parameters to ``path``, the format chosen by its extension.
 
     Parameters
@@ -177,12 +201,22 @@ def save(params: Params, path: PathLike, *, net: caffe_pb2.NetParameter | None =
         ``.h5`` / ``.caffemodel.h5`` (Caffe's HDF5 layout ``data/<layer>/<i>``; needs h5py),
         ``.npz`` (keys ``<layer>/<i>``) or ``.safetensors`` (keys ``<layer>.<i>``; needs safetensors).
     net : NetParameter, optional
-        The net the parameters belong to: its name and layer types go into a ``.caffemodel``.
+        The net the parameters belong to.  A ``.caffemodel`` then holds the whole net as Caffe's
+        ``Net::ToProto`` writes a snapshot: every layer of the net built for ``phase`` (include/exclude rules
+        applied, Caffe's ``Split`` layers inserted, in order, each with its bottoms, tops, ``param`` specs and
+        every ``*_param`` message), the blobs of ``params`` in their layers, so Caffe (and Netron) can build the
+        net from the file alone.  Without ``net`` a ``.caffemodel`` holds only what ``params`` has: one layer
+        per entry with its name and blobs (no type, bottoms or tops), which Caffe's ``CopyTrainedLayersFrom``
+        loads by name but which is no net definition.  The other formats hold blobs only.
+    phase : {"TEST", "TRAIN"}
+        The phase the net is built for (with ``net``; as in :func:`fillers.fill_net`).
 
     Raises
     ------
     ValueError
         Unknown extension or invalid layer names.
+    ShapeError
+        ``params`` has blobs for a layer the net built for ``phase`` has not.
     TypeError
         A blob that is not a float32/float64 array.
     ImportError
@@ -195,8 +229,10 @@ def save(params: Params, path: PathLike, *, net: caffe_pb2.NetParameter | None =
     fmt = _format(path)
     _check_params(params)
     if fmt == ".caffemodel":
+        entries = _whole_net(params, net, phase) if net is not None else \
+            [(caffe_pb2.LayerParameter(name=name), blobs) for name, blobs in params.items()]
         with atomic_write(path) as handle:
-            _write_caffemodel(params, handle, net)
+            _write_caffemodel(entries, handle, net.name if net is not None else None)
     elif fmt == ".npz":
         with atomic_write(path) as handle:
             np.savez(handle, **{f"{layer}/{i}": blob for layer, blobs in params.items()

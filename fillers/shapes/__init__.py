@@ -12,7 +12,7 @@
 from fillers.errors import ShapeError
 from fillers.shapes import data, dense, detection, recurrent, tensor, vision  # noqa: F401  (they register rules)
 from fillers.shapes.context import BlobSpec, FillStep, LayerBlobs, LayerContext, NetLayer, register_layer
-from fillers.shapes.walk import infer_shapes, net_layers
+from fillers.shapes.walk import built_net, infer_shapes, net_layers
 
-__all__ = ["BlobSpec", "FillStep", "LayerBlobs", "LayerContext", "NetLayer", "ShapeError", "infer_shapes", "net_layers",
+__all__ = ["BlobSpec", "built_net", "FillStep", "LayerBlobs", "LayerContext", "NetLayer", "ShapeError", "infer_shapes", "net_layers",
            "register_layer"]

@@ -229,11 +229,17 @@ def _known(shape: Shape | Unknown) -> Shape | None:
     return None if isinstance(shape, Unknown) else shape
 
 
-def _walk(net: NetParameter, inputs: dict[str, Shape], phase: int) -> list[NetLayer]:
+def _net_state(net: NetParameter, phase: int) -> NetState:
+    """The state ``caffe::Net(file, phase)`` builds with: the file's stages, the given phase, level 0."""
     state = NetState()
     state.CopyFrom(net.state)
     state.phase = phase
     state.level = 0
+    return state
+
+
+def _walk(net: NetParameter, inputs: dict[str, Shape], phase: int) -> list[NetLayer]:
+    state = _net_state(net, phase)
     blobs: dict[str, Shape | Unknown] = {}
     owners: dict[str, tuple[str, int, Shape]] = {}
     unused_inputs = set(inputs)
@@ -295,3 +301,95 @@ def _walk(net: NetParameter, inputs: dict[str, Shape], phase: int) -> list[NetLa
         raise ShapeError(f"inputs name no top blob of the net: {sorted(unused_inputs)}; "
                          f"its tops are {sorted(blobs)}")
     return out
+
+
+def built_net(net: NetParameter, *, phase: str | int = "TEST") -> NetParameter:
+    """The net as Caffe's ``Net::Init`` builds it, which is what ``Net::ToProto`` writes (blobs aside).
+
+    ``FilterNet`` keeps the layers whose include/exclude rules the state meets (as :func:`infer_shapes`);
+    ``InsertSplits`` adds a ``Split`` layer after every top that more than one layer reads (or that a layer
+    reads and a loss weight weighs), named ``<blob>_<layer>_<top index>_split``, and renames the readers'
+    bottoms to its tops; every layer without a ``phase`` gets the net's.  The net keeps only its name
+    (``Net::ToProto`` writes no other field of its own).
+
+    Parameters
+    ----------
+    net : NetParameter
+        A current-format net (V0/V1 messages are upgraded first).
+    phase : {"TEST", "TRAIN"}
+
+    Returns
+    -------
+    NetParameter
+        A new message; its layers hold no ``blobs`` (``Net::ToProto`` writes each layer's own blobs there).
+
+    Raises
+    ------
+    ShapeError
+        A layer with both include and exclude rules, or a bottom no earlier layer produces (the layer and the
+        bottom index are named).
+    """
+    net = _as_net(net)
+    phase_value = _phase(phase)
+    state = _net_state(net, phase_value)
+    layers = []
+    for layer in net.layer:
+        if _included(layer, state):
+            copy = LayerParameter()
+            copy.CopyFrom(layer)
+            copy.ClearField("blobs")
+            layers.append(copy)
+    out = NetParameter(name=net.name)
+    out.layer.extend(_insert_splits(layers))
+    for layer in out.layer:  # after the splits, as in Net::Init: they get the net's phase too
+        if not layer.HasField("phase"):
+            layer.phase = phase_value
+    return out
+
+
+def _insert_splits(layers: list[LayerParameter]) -> list[LayerParameter]:
+    """Caffe's ``InsertSplits`` over filtered layers (modified in place; the Split layers are new)."""
+    last_top: dict[str, tuple[int, int]] = {}  # blob name -> (layer, top index) of its latest writer
+    source: dict[tuple[int, int], tuple[int, int]] = {}  # (layer, bottom index) -> the top it reads
+    readers: dict[tuple[int, int], int] = {}
+    loss_weight: dict[tuple[int, int], float] = {}
+    for i, layer in enumerate(layers):
+        for j, name in enumerate(layer.bottom):
+            if name not in last_top:
+                raise ShapeError(f"layer {layer.name!r} ({layer.type}): unknown bottom blob {name!r} (bottom index "
+                                 f"{j}); no earlier layer produces it", layer=layer.name, blob=name)
+            source[i, j] = last_top[name]
+            readers[last_top[name]] = readers.get(last_top[name], 0) + 1
+        for j, name in enumerate(layer.top):
+            last_top[name] = (i, j)
+        for j in range(min(len(layer.loss_weight), len(layer.top))):
+            top = last_top[layer.top[j]]
+            loss_weight[top] = layer.loss_weight[j]
+            if loss_weight[top]:
+                readers[top] = readers.get(top, 0) + 1
+    taken: dict[tuple[int, int], int] = {}  # split tops handed out so far
+    out = []
+    for i, layer in enumerate(layers):
+        for j, name in enumerate(layer.bottom):
+            top = source[i, j]
+            if readers[top] > 1:
+                layer.bottom[j] = _split_blob(layers[top[0]].name, name, top[1], taken.get(top, 0))
+                taken[top] = taken.get(top, 0) + 1
+        out.append(layer)
+        for j, name in enumerate(layer.top):
+            n = readers.get((i, j), 0)
+            if n > 1:
+                weight = loss_weight.get((i, j), 0.0)
+                split = LayerParameter(name=f"{name}_{layer.name}_{j}_split", type="Split", bottom=[name],
+                                       top=[_split_blob(layer.name, name, j, k) for k in range(n)])
+                if weight:
+                    split.loss_weight.extend([weight] + [0.0] * (n - 1))
+                    layer.ClearField("loss_weight")
+                    taken[i, j] = taken.get((i, j), 0) + 1
+                out.append(split)
+    return out
+
+
+def _split_blob(layer: str, blob: str, top_index: int, split_index: int) -> str:
+    """Caffe's ``SplitBlobName``."""
+    return f"{blob}_{layer}_{top_index}_split_{split_index}"
