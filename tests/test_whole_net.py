@@ -74,6 +74,12 @@ def test_save_with_net_writes_every_layer_with_its_blobs(tmp_path):
     fillers.save(params, path, net=lenet)
     written = fillers.NetParameter.FromString(path.read_bytes())
     expected = built_net(lenet)
+    with_blobs = fillers.NetParameter()
+    with_blobs.CopyFrom(expected)
+    for layer in with_blobs.layer:
+        for array in params.get(layer.name, []):
+            layer.blobs.add(shape=fillers.caffe_pb2.BlobShape(dim=array.shape)).data.extend(array.ravel().tolist())
+    assert path.read_bytes() == with_blobs.SerializeToString()  # protobuf's own encoding, as Net::ToProto's
     for layer in written.layer:  # the blobs in place, float32 data with their shapes
         blobs = params.get(layer.name, [])
         assert [tuple(b.shape.dim) for b in layer.blobs] == [b.shape for b in blobs]
@@ -93,7 +99,7 @@ def test_save_without_net_writes_what_it_has_and_stray_layers_are_errors(tmp_pat
     bare = fillers.NetParameter.FromString((tmp_path / "bare.caffemodel").read_bytes())
     assert [(layer.name, layer.type, len(layer.blobs)) for layer in bare.layer] == [("w", "", 1)]
     lenet = fillers.load_net(EXAMPLES / "lenet.prototxt")
-    with pytest.raises(fillers.ShapeError, match="params has blobs for layer 'w', which the net"):
+    with pytest.raises(fillers.ShapeError, match="blobs given for layer 'w', which the net"):
         fillers.save(params, tmp_path / "stray.caffemodel", net=lenet)
     assert not (tmp_path / "stray.caffemodel").exists()
 

@@ -33,7 +33,7 @@ import numpy as np
 from fillers._params import resolve
 from fillers.caffe_pb2 import LayerParameter, NetParameter, NetState, NetStateRule
 from fillers.errors import ShapeError
-from fillers.io import blob_array, blob_shape
+from fillers.caffemodel import blob_array, blob_shape
 from fillers.shapes.context import Shape, BlobSpec, FillStep, LayerBlobs, NetLayer, Unknown, NeedsUnknown, input_hint, LayerContext, count, RULES, LEARNABLE, rule
 from fillers.upgrade import net_needs_upgrade, upgrade_net
 
