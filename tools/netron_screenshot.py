@@ -93,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("net", help="net definition to fill (e.g. examples/lenet.prototxt)")
     parser.add_argument("-o", "--output", required=True, help="screenshot PNG")
-    parser.add_argument("--size", default="900x1500", help="browser window WIDTHxHEIGHT (default 900x1500)")
+    parser.add_argument("--size", default="560x1000", help="browser window WIDTHxHEIGHT (default 560x1000)")
     parser.add_argument("--timeout", type=float, default=90.0, help="seconds to wait for Netron's graph")
     args = parser.parse_args(argv)
     import netron
