@@ -170,3 +170,14 @@ def test_corpus_nets_round_trip_through_load_net(corpus_net, tmp_path):
         for (key, blobs), kept in zip(params.items(), given):
             if kept:
                 assert all(np.array_equal(a, b) for a, b in zip(refilled[key], blobs, strict=True)), key
+
+
+def test_load_keys_repeated_names_as_fill_net_does(tmp_path):
+    text = ('layer { name: "in" type: "Input" top: "x" input_param { shape { dim: 1 dim: 3 } } }'
+            'layer { name: "ip" type: "InnerProduct" bottom: "x" top: "y" inner_product_param { num_output: 2 } }'
+            'layer { name: "ip" type: "InnerProduct" bottom: "y" top: "z" inner_product_param { num_output: 4 } }')
+    params = fillers.fill_net(net(text), seed=4)
+    fillers.save(params, tmp_path / "dup.caffemodel", net=net(text))
+    back = fillers.load(tmp_path / "dup.caffemodel")
+    assert list(back) == ["ip", "ip#2"]
+    assert all(np.array_equal(a, b) for key in params for a, b in zip(back[key], params[key], strict=True))
