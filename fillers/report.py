@@ -190,16 +190,18 @@ def blob_stats(values: np.ndarray) -> BlobStats:
     low, high, zeros = math.inf, -math.inf, 0
     shift = float(flat[0])  # sums of (x - shift) keep the variance exact for blobs far from 0 (constants)
     for start in range(0, n, _CHUNK):
-        chunk = flat[start:start + _CHUNK].astype(np.float64) - shift
+        part = flat[start:start + _CHUNK]
+        low = min(low, float(part.min()))
+        high = max(high, float(part.max()))
+        zeros += part.size - int(np.count_nonzero(part))
+        chunk = part.astype(np.float64)
+        chunk -= shift
         total += float(chunk.sum())
         squares += float(np.dot(chunk, chunk))
-        low = min(low, float(chunk.min()))
-        high = max(high, float(chunk.max()))
-        zeros += int(np.count_nonzero(flat[start:start + _CHUNK] == 0))
     mean = total / n
     std = math.sqrt(max(squares / n - mean * mean, 0.0))
     finite = math.isfinite(total) and math.isfinite(squares)
-    return BlobStats(n, mean + shift, std, low + shift, high + shift, zeros / n, finite, min(n, HISTOGRAM_SAMPLE))
+    return BlobStats(n, mean + shift, std, low, high, zeros / n, finite, min(n, HISTOGRAM_SAMPLE))
 
 
 def _sample(values: np.ndarray) -> np.ndarray:
