@@ -14,13 +14,14 @@ page says so.  Plots are drawn by matplotlib's SVG backend (``pip install 'fille
 """
 from __future__ import annotations
 
+import dataclasses
 import html
 import io
 import math
 import os
 import re
 from dataclasses import dataclass
-from typing import Mapping, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
@@ -29,7 +30,7 @@ from fillers._params import resolve
 from fillers.caffe_pb2 import FillerParameter, NetParameter
 from fillers.errors import ShapeError
 from fillers.io import atomic_write
-from fillers.net import layer_keys
+from fillers.net import apply_overrides, layer_keys
 from fillers.shapes import BlobSpec, NetLayer, net_layers
 
 __all__ = ["HISTOGRAM_SAMPLE", "BlobStats", "Expected", "blob_stats", "expected", "write_report"]
@@ -330,13 +331,17 @@ def _number(value: float | None) -> str:
     return f"{value:.6g}"
 
 
-def _describe(spec: BlobSpec, given: bool) -> str:
+def _describe(spec: BlobSpec, given: bool, note: str = "") -> str:
+    """The blob's filler as the table shows it; ``note``: "override" or "copied" (from pretrained weights)."""
     from fillers.cli import describe_filler
 
     if spec.share_owner is not None:
         owner, index = spec.share_owner
         return f"shares {spec.param_name!r} of {owner}/{index}"
-    return "given in the net" if given else describe_filler(spec.filler)
+    if note == "copied":
+        return "copied from the weights"
+    text = "given in the net" if given else describe_filler(spec.filler)
+    return f"{text} (override)" if note == "override" else text
 
 
 _CSS = """
@@ -354,14 +359,14 @@ tr.total td { font-weight: bold; border-top: 2px solid #999; }
 """
 
 
-def _blobs_cell(layer: NetLayer, key: str) -> str:
+def _blobs_cell(layer: NetLayer, key: str, notes: Mapping[str, str]) -> str:
     if layer.learnable is None:
         return ""
     given = _given_in_net(layer)
     rows = []
     for i, spec in enumerate(layer.learnable.blobs):
         rows.append(f'<a href="#{html.escape(_anchor(key, i))}"><code>{_shape(spec.shape)}</code></a> '
-                    f"{html.escape(_describe(spec, given))}")
+                    f"{html.escape(_describe(spec, given, notes.get(f'{key}/{i}', '')))}")
     return "<br>".join(rows)
 
 
@@ -374,10 +379,11 @@ def _anchor(key: str, index: int) -> str:
     return f"blob-{key}-{index}"
 
 
-def _blob_section(key: str, index: int, spec: BlobSpec, values: np.ndarray, given: bool, plotter: _Plotter,
-                  dtype: np.dtype, number: int) -> str:
+def _blob_section(key: str, index: int, spec: BlobSpec, values: np.ndarray, given: bool, note: str,
+                  plotter: _Plotter, dtype: np.dtype, number: int) -> str:
     stats = blob_stats(values)
-    exp = expected(spec.filler, spec.shape, dtype) if spec.filler is not None and not given else None
+    drawn = spec.filler is not None and not given and note != "copied"
+    exp = expected(spec.filler, spec.shape, dtype) if drawn else None
     svg = plotter.histogram(values, stats, exp, f"h{number}")
     rows = [("mean", stats.mean, exp and exp.mean), ("std", stats.std, exp and exp.std),
             ("min", stats.min, exp and exp.min), ("max", stats.max, exp and exp.max),
@@ -393,7 +399,7 @@ def _blob_section(key: str, index: int, spec: BlobSpec, values: np.ndarray, give
     if exp is not None and exp.note:
         notes.append(exp.note)
     head = (f"<b>{html.escape(key)}</b> blob {index} <code>{_shape(spec.shape)}</code> "
-            f"{html.escape(_describe(spec, given))}")
+            f"{html.escape(_describe(spec, given, note))}")
     return (f'<div class="blob" id="{html.escape(_anchor(key, index))}"><div>{head}</div>{svg}'
             f"<table><tr><th></th><th>blob</th><th>expected</th></tr>{table}</table>"
             + "".join(f'<p class="note">{html.escape(n)}</p>' for n in notes) + "</div>")
@@ -423,7 +429,9 @@ def write_report(
     *,
     weights: Mapping[str, Sequence[np.ndarray]] | None = None,
     inputs: Mapping[str, Sequence[int]] | None = None,
-    phase: str | int = "TEST",
+    phase: str | int | None = "TEST",
+    overrides: Mapping[str, Any] | None = None,
+    copied: Iterable[str] = (),
     title: str | None = None,
 ) -> None:
     """Write the HTML report of ``net`` (and of ``weights``) to ``path``, atomically.
@@ -440,6 +448,11 @@ def write_report(
         has the layer table only.
     inputs, phase
         As for :func:`fillers.infer_shapes`.
+    overrides : mapping of str to filler, optional
+        Fillers that replaced the net's, as ``fill_net(overrides=...)`` takes them: the table and the expected
+        densities are theirs.
+    copied : iterable of str
+        Blobs (``"layer/i"``) copied from pretrained weights (``FillReport.copied``): no expected density.
     title : str, optional
         The page's heading (default: the net's name).
 
@@ -458,6 +471,13 @@ def write_report(
     else:
         source = ""
     layers = net_layers(net, inputs=inputs, phase=phase)
+    notes = dict.fromkeys(copied, "copied")
+    if overrides:
+        learnable = [layer for layer in layers if layer.learnable is not None]
+        replaced, overridden = apply_overrides([layer.learnable for layer in learnable], overrides)
+        new = {id(layer): dataclasses.replace(layer, learnable=blobs) for layer, blobs in zip(learnable, replaced)}
+        layers = [new.get(id(layer), layer) for layer in layers]
+        notes.update(dict.fromkeys(overridden, "override"))
     learnable = [layer for layer in layers if layer.learnable is not None]
     keys = dict(zip(map(id, learnable), layer_keys([layer.learnable for layer in learnable])))
     name = title or net.name or source or "net"
@@ -472,7 +492,7 @@ def write_report(
             if layer.learnable else 0
         rows.append(f"<tr><td class=n>{number}</td><td><b>{html.escape(layer.param.name)}</b></td>"
                     f"<td>{html.escape(layer.param.type)}</td><td>{ends or '&mdash;'}</td>"
-                    f"<td>&rarr; {tops or '&mdash;'}</td><td>{_blobs_cell(layer, key)}</td>"
+                    f"<td>&rarr; {tops or '&mdash;'}</td><td>{_blobs_cell(layer, key, notes)}</td>"
                     f"<td class=n>{f'{count:,}' if count else ''}</td></tr>")
     blob_count = sum(len(layer.learnable.blobs) for layer in learnable)
     rows.append(f'<tr class="total"><td></td><td colspan=4>{len(layers)} layers, {len(learnable)} with '
@@ -489,7 +509,8 @@ def write_report(
                 for i, (spec, values) in enumerate(zip(layer.learnable.blobs, blobs)):
                     number += 1
                     dtype = values.dtype if values.dtype in (np.float32, np.float64) else np.dtype(np.float64)
-                    sections.append(_blob_section(key, i, spec, values, given, plotter, dtype, number))
+                    sections.append(_blob_section(key, i, spec, values, given, notes.get(f"{key}/{i}", ""),
+                                                  plotter, dtype, number))
         finally:
             plotter.close()
     body = (f"<h1>{html.escape(name)}</h1>"

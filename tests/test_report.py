@@ -216,3 +216,22 @@ def test_the_page_opens_in_chromium_without_console_messages(tmp_path):
     broken = tmp_path / "broken.html"
     broken.write_text('<!DOCTYPE html><html><body><script>console.error("broken page")</script></body></html>')
     assert any("broken page" in line for line in _open_in_chromium(broken)[1])
+
+
+def test_overridden_and_copied_blobs(tmp_path):
+    """The expected density is the override's; a blob copied from pretrained weights has none."""
+    pytest.importorskip("matplotlib")
+    net = fillers.load_net(LENET)
+    filled = fillers.fill_net(net, seed=2, overrides={"ip1": "msra"}, weights={"conv1": fillers.fill_net(net)["conv1"]})
+    assert filled.report.copied == ["conv1/0", "conv1/1"]
+    out = tmp_path / "tuned.html"
+    write_report(out, net, weights=filled, overrides={"ip1": "msra"}, copied=filled.report.copied)
+    sections = _blob_divs(out.read_text(encoding="utf-8"))
+    assert "msra (override)" in sections["blob-ip1-0"] and "sparse" not in sections["blob-ip1-0"]
+    assert "<td class=n>0.05</td>" in sections["blob-ip1-0"]  # msra: std sqrt(2 / 800), not std=0.01
+    assert "copied from the weights" in sections["blob-conv1-0"]
+    assert "<td class=n>0.2</td>" not in sections["blob-conv1-0"]  # no expected column (xavier's std 0.2)
+    cli_page = tmp_path / "cli.html"
+    assert main(["fill", str(LENET), "-o", str(tmp_path / "w.npz"), "--quiet", "--filler", "ip1=msra",
+                 "--report", str(cli_page)]) == 0
+    assert "msra (override)" in _blob_divs(cli_page.read_text(encoding="utf-8"))["blob-ip1-0"]

@@ -29,9 +29,10 @@ import os
 from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
+from google.protobuf.message import Message
 
 from fillers._params import resolve
-from fillers.caffe_pb2 import LayerParameter, NetParameter, NetState, NetStateRule
+from fillers.caffe_pb2 import LayerParameter, NetParameter, NetState, NetStateRule, as_message
 from fillers.errors import ShapeError
 from fillers.caffemodel import blob_array, blob_shape
 from fillers.shapes.context import Shape, BlobSpec, FillStep, LayerBlobs, NetLayer, Unknown, NeedsUnknown, input_hint, LayerContext, count, RULES, LEARNABLE, rule
@@ -92,8 +93,9 @@ def _as_net(net: Any) -> NetParameter:
     if isinstance(net, (str, os.PathLike)):
         raise TypeError(f"net must be a NetParameter, not a path ({os.fspath(net)!r}): read the file with "
                         "fillers.load_net first")
-    if not isinstance(net, NetParameter):
+    if not isinstance(net, Message):
         raise TypeError(f"net must be a NetParameter, not {type(net).__name__}")
+    net = as_message(net, NetParameter)  # another schema's NetParameter (pycaffe's) through its bytes
     return upgrade_net(net) if net_needs_upgrade(net) else net
 
 
@@ -166,21 +168,24 @@ def infer_shapes(
     net: NetParameter,
     *,
     inputs: Mapping[str, Sequence[int]] | None = None,
-    phase: str | int = "TEST",
+    phase: str | int | None = "TEST",
 ) -> list[LayerBlobs]:
     """The learnable blobs of every layer, with shapes and fillers, in Caffe's order.
 
     Parameters
     ----------
     net : NetParameter
-        The net, as :func:`fillers.load_net` returns it (V0/V1 messages are upgraded first).  Shape inference
+        The net, as :func:`fillers.load_net` returns it (V0/V1 messages are upgraded first; another schema's
+        ``NetParameter``, pycaffe's ``caffe_pb2``, is read through its serialized bytes).  Shape inference
         reads no file and converts no stored weights.
     inputs : mapping of str to sequence of int, optional
         Shapes for top blobs by name; they override whatever the net says (use them for data layers whose
         shapes come from data, ``Python`` layers, or to change an input size).
-    phase : {"TEST", "TRAIN"}
+    phase : {"TEST", "TRAIN"} or None
         The phase the net is built for.  As in ``caffe::Net(file, phase)`` it replaces ``state { phase }``,
         the level is 0 and the file's ``state { stage }`` entries are kept for the include/exclude rules.
+        ``None`` uses the net's ``state`` (phase, level, stages) as it is, as ``caffe::Net(NetParameter)``
+        does (a solver's train net, its ``train_state`` merged in).
 
     Returns
     -------
@@ -211,7 +216,7 @@ def net_layers(
     net: NetParameter,
     *,
     inputs: Mapping[str, Sequence[int]] | None = None,
-    phase: str | int = "TEST",
+    phase: str | int | None = "TEST",
 ) -> list[NetLayer]:
     """Every layer of the net as Caffe's ``Net::Init`` sets it up, with its bottom and top shapes.
 
@@ -222,24 +227,27 @@ def net_layers(
     list of NetLayer
         One entry per layer that passes the include/exclude rules, in prototxt order.
     """
-    return _walk(_as_net(net), _check_inputs(inputs), _phase(phase))
+    return _walk(_as_net(net), _check_inputs(inputs), None if phase is None else _phase(phase))
 
 
 def _known(shape: Shape | Unknown) -> Shape | None:
     return None if isinstance(shape, Unknown) else shape
 
 
-def _net_state(net: NetParameter, phase: int) -> NetState:
-    """The state ``caffe::Net(file, phase)`` builds with: the file's stages, the given phase, level 0."""
+def _net_state(net: NetParameter, phase: int | None) -> NetState:
+    """The state Caffe builds with: ``caffe::Net(file, phase)``'s (the file's stages, the given phase, level 0),
+    or with ``phase`` None ``caffe::Net(NetParameter)``'s, the net's own ``state``."""
     state = NetState()
     state.CopyFrom(net.state)
-    state.phase = phase
-    state.level = 0
+    if phase is not None:
+        state.phase = phase
+        state.level = 0
     return state
 
 
-def _walk(net: NetParameter, inputs: dict[str, Shape], phase: int) -> list[NetLayer]:
+def _walk(net: NetParameter, inputs: dict[str, Shape], phase: int | None) -> list[NetLayer]:
     state = _net_state(net, phase)
+    phase = state.phase
     blobs: dict[str, Shape | Unknown] = {}
     owners: dict[str, tuple[str, int, Shape]] = {}
     unused_inputs = set(inputs)
@@ -303,7 +311,7 @@ def _walk(net: NetParameter, inputs: dict[str, Shape], phase: int) -> list[NetLa
     return out
 
 
-def built_net(net: NetParameter, *, phase: str | int = "TEST") -> NetParameter:
+def built_net(net: NetParameter, *, phase: str | int | None = "TEST") -> NetParameter:
     """The net as Caffe's ``Net::Init`` builds it, which is what ``Net::ToProto`` writes (blobs aside).
 
     ``FilterNet`` keeps the layers whose include/exclude rules the state meets (as :func:`infer_shapes`);
@@ -316,7 +324,8 @@ def built_net(net: NetParameter, *, phase: str | int = "TEST") -> NetParameter:
     ----------
     net : NetParameter
         A current-format net (V0/V1 messages are upgraded first).
-    phase : {"TEST", "TRAIN"}
+    phase : {"TEST", "TRAIN"} or None
+        As for :func:`infer_shapes` (``None``: the net's own ``state``).
 
     Returns
     -------
@@ -330,8 +339,8 @@ def built_net(net: NetParameter, *, phase: str | int = "TEST") -> NetParameter:
         bottom index are named).
     """
     net = _as_net(net)
-    phase_value = _phase(phase)
-    state = _net_state(net, phase_value)
+    state = _net_state(net, None if phase is None else _phase(phase))
+    phase_value = state.phase
     layers = []
     for layer in net.layer:
         if _included(layer, state):
