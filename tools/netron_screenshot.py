@@ -6,7 +6,8 @@
 Fills NET, saves the whole net (``fillers.save(..., net=net)``) to a temporary ``.caffemodel``, serves it with
 Netron on the loopback interface, loads the page in headless Chromium (driven through the DevTools protocol on
 a pipe: no extra package), and checks that Netron built the graph from the file alone: every layer's name in
-the page's text (boxes labelled with names) and an edge for every blob a layer reads.  Then it writes the screenshot.
+the page's text (boxes labelled with names; an Input layer is a graph input named by its top) and an edge for
+every blob a layer reads.  Then it writes the screenshot.
 Exit status 0 when the checks pass.  Not part of the test suite (it needs a browser and Netron); run it for a
 release.
 """
@@ -137,11 +138,11 @@ def main(argv: list[str] | None = None) -> int:
             tools.close()
             netron.stop()
     Path(args.output).write_bytes(base64.b64decode(shot))
-    names = [layer.name for layer in layers]
-    # Netron draws an in-place activation inside its producer's box and an Input layer as a graph input, so
-    # not every layer is a node of its own; every name is in the page's text, and every blob read is an edge
-    # (id "edge-<blob>", "edge-<blob>\n<k>" for the k-th in-place version).
-    missing_text = [n for n in names if n not in text]
+    # Netron draws an in-place activation inside its producer's box and an Input layer as a graph input named
+    # by its top, so not every layer is a node of its own; every name (an Input layer's tops) is in the page's
+    # text, and every blob read is an edge (id "edge-<blob>", "edge-<blob>\n<k>" for the k-th in-place version).
+    shown = [name for layer in layers for name in (layer.top if layer.type == "Input" else [layer.name])]
+    missing_text = [n for n in shown if n not in text]
     read = sorted({b for layer in layers for b in layer.bottom})
     missing_edges = [b for b in read if f"edge-{b}" not in edges and not any(e.startswith(f"edge-{b}\n")
                                                                               for e in edges)]
