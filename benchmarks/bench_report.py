@@ -8,16 +8,12 @@
 - the page: ``write_report`` of VGG-19 with gaussian weights (143.7 M values in 38 blobs), once, beside the
   ``fill_net`` that made them (when the corpus is beside the checkout).
 
-Usage: ``python benchmarks/bench_report.py [--size N] [--repeat R] [--out PATH]``; ``run()`` returns the same
-results for ``benchmarks/run.py``.
+Usage: ``python benchmarks/bench_report.py`` prints the line; ``benchmarks/run.py`` runs it as a section and
+keeps ``run()``'s results in its results file.
 """
 from __future__ import annotations
 
-import argparse
-import json
-import math
 import os
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -26,19 +22,10 @@ import numpy as np
 
 import fillers
 from fillers import report as html_report
+from run import best_interleaved  # benchmarks/run.py: this folder is on the path, as a script's or run.py's
 
 VGG19 = (Path(os.environ.get("FILLERS_SHARED", Path(__file__).resolve().parents[2] / "shared")) / "corpus"
          / "prototxt" / "davidgengenbach__vgg-caffe__model__VGG_ILSVRC_19_layers_deploy.prototxt")
-
-
-def _best(fns: dict, repeat: int) -> dict[str, float]:
-    best = dict.fromkeys(fns, math.inf)
-    for _ in range(repeat):
-        for name, fn in fns.items():
-            t0 = time.perf_counter()
-            fn()
-            best[name] = min(best[name], time.perf_counter() - t0)
-    return best
 
 
 def _numpy_stats(x: np.ndarray) -> None:
@@ -71,7 +58,7 @@ def run(size: int = 64 << 20, repeat: int = 3) -> dict:
     stats = html_report.blob_stats(x)
     lo, hi = stats.min, stats.max
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
-    t = _best({"blob_stats": lambda: html_report.blob_stats(x), "numpy": lambda: _numpy_stats(x),
+    t = best_interleaved({"blob_stats": lambda: html_report.blob_stats(x), "numpy": lambda: _numpy_stats(x),
                "sampled_histogram": lambda: np.histogram(html_report._sample(x), bins=63, range=(lo, hi)),
                "numpy_histogram": lambda: np.histogram(x, bins=63, range=(lo, hi))}, repeat)
     return {"elements": size, "best_of": repeat, "load_average_1min": load,
@@ -93,18 +80,5 @@ def report(results: dict) -> str:
                       if results["load_average_1min"] is not None else ""))
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--size", type=int, default=64 << 20, help="elements of the blob")
-    parser.add_argument("--repeat", type=int, default=3, help="interleaved rounds")
-    parser.add_argument("--out", type=Path, help="also write the results here (JSON)")
-    args = parser.parse_args(argv)
-    results = run(args.size, args.repeat)
-    print(report(results))
-    if args.out:
-        args.out.write_text(json.dumps(results, indent=1) + "\n")
-    return 0
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    print(report(run()))
