@@ -340,7 +340,7 @@ def _describe(spec: BlobSpec, given: bool, note: str = "") -> str:
         return f"shares {spec.param_name!r} of {owner}/{index}"
     if note == "copied":
         return "copied from the weights"
-    text = "given in the net" if given else describe_filler(spec.filler)
+    text = describe_filler(spec.filler) + (" (values given in the net)" if given else "")
     return f"{text} (override)" if note == "override" else text
 
 
@@ -382,8 +382,8 @@ def _anchor(key: str, index: int) -> str:
 def _blob_section(key: str, index: int, spec: BlobSpec, values: np.ndarray, given: bool, note: str,
                   plotter: _Plotter, dtype: np.dtype, number: int) -> str:
     stats = blob_stats(values)
-    drawn = spec.filler is not None and not given and note != "copied"
-    exp = expected(spec.filler, spec.shape, dtype) if drawn else None
+    # Values given in the net (a .caffemodel read as the net) are still drawn against the net's filler.
+    exp = expected(spec.filler, spec.shape, dtype) if spec.filler is not None and note != "copied" else None
     svg = plotter.histogram(values, stats, exp, f"h{number}")
     rows = [("mean", stats.mean, exp and exp.mean), ("std", stats.std, exp and exp.std),
             ("min", stats.min, exp and exp.min), ("max", stats.max, exp and exp.max),

@@ -235,3 +235,16 @@ def test_overridden_and_copied_blobs(tmp_path):
     assert main(["fill", str(LENET), "-o", str(tmp_path / "w.npz"), "--quiet", "--filler", "ip1=msra",
                  "--report", str(cli_page)]) == 0
     assert "msra (override)" in _blob_divs(cli_page.read_text(encoding="utf-8"))["blob-ip1-0"]
+
+
+def test_a_whole_net_caffemodel_reports_itself(tmp_path):
+    """fillers inspect W.caffemodel --html --weights W.caffemodel: the net and its values from one file, drawn
+    against the fillers the file's layers still name."""
+    pytest.importorskip("matplotlib")
+    model, page = tmp_path / "lenet.caffemodel", tmp_path / "self.html"
+    assert main(["fill", str(LENET), "-o", str(model), "--quiet", "--seed", "3"]) == 0
+    assert main(["inspect", str(model), "--html", str(page), "--weights", str(model)]) == 0
+    sections = _blob_divs(page.read_text(encoding="utf-8"))
+    assert len(sections) == 8
+    assert "xavier (values given in the net)" in sections["blob-conv1-0"]
+    assert "<td class=n>0.2</td>" in sections["blob-conv1-0"]  # xavier's expected std sqrt(3 / 25) / sqrt(3)
