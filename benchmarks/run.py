@@ -289,7 +289,8 @@ def torch_create(torch, blobs) -> list:
 
 def bench_section(name: str, **kwargs) -> dict | None:
     """The section in ``benchmarks/<name>.py`` (its ``run(**kwargs)``, printed with its ``report``), when
-    present: bench_caffe (the Caffe-exact stream), bench_busy (all cores with one core busy)."""
+    present: bench_caffe (the Caffe-exact stream), bench_busy (all cores with one core busy), bench_report (the
+    HTML report's statistics, histograms and VGG-19 page)."""
     path = HERE / f"{name}.py"
     if not path.exists():
         return None
@@ -464,6 +465,7 @@ def main(argv: list[str] | None = None) -> int:
     caffe = bench_section("bench_caffe", size=n, repeat=max(2, k - 2))
     busy = bench_section("bench_busy", size=n, repeat=2 * k - 1)
     io = io_section(args.quick)
+    html_report = bench_section("bench_report", size=n, repeat=max(2, k - 2))
     elapsed = time.perf_counter() - started
 
     summary = check_targets(rows, rss, fill_net) if not args.quick else []
@@ -474,7 +476,7 @@ def main(argv: list[str] | None = None) -> int:
 
     results = {"machine": info, "elements": n, "best_of": k, "threads": threads, "fillers": rows,
                "rss": rss, "fill_net_vgg19": fill_net, "fill_net_vgg19_gaussian": fill_net_gaussian,
-               "caffe": caffe, "busy_neighbour": busy, "io": io, "targets": summary,
+               "caffe": caffe, "busy_neighbour": busy, "io": io, "report": html_report, "targets": summary,
                "seconds": elapsed, "date": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
     write_results(args.out, results)
     if args.readme:

@@ -299,8 +299,9 @@ def read_caffemodel(path: str | os.PathLike) -> dict[str, list[np.ndarray]]:
     -------
     dict of str to list of numpy.ndarray
         Layer name to its blobs, in file order, layers without blobs left out.  The layers are the file's
-        ``layer`` entries, or its V1 ``layers`` when it has no ``layer``; a name that repeats keeps its last
-        layer (as protobuf's parse read into a dict).  Arrays are writable copy-on-write views of the file
+        ``layer`` entries, or its V1 ``layers`` when it has no ``layer``.  A name that repeats (Caffe allows
+        it; a whole net written by :func:`fillers.save` keeps it) is keyed ``name#2``, ``name#3`` ... on its
+        later layers with blobs, as :func:`fillers.fill_net` keys them.  Arrays are writable copy-on-write views of the file
         where the layout allows (possibly unaligned); ``float64`` when the blob holds ``double_data``.
 
     Raises
@@ -317,6 +318,7 @@ def read_caffemodel(path: str | os.PathLike) -> dict[str, list[np.ndarray]]:
         layers = [layer for layer in layers if not layer.v1]
     parser = _BlobParser(reader, data)
     out: dict[str, list[np.ndarray]] = {}
+    seen: dict[str, int] = {}
     for layer in layers:
         message = _layer_message(reader, layer)
         where = f"layer {message.name!r}"
@@ -324,7 +326,8 @@ def read_caffemodel(path: str | os.PathLike) -> dict[str, list[np.ndarray]]:
         if not blobs and layer.v1 and len(message.layer.blobs):  # a V0 layer wrapped in V1: its own blobs
             blobs = [blob_array(blob) for blob in message.layer.blobs]
         if blobs:
-            out[message.name] = blobs
+            seen[message.name] = seen.get(message.name, 0) + 1
+            out[message.name if seen[message.name] == 1 else f"{message.name}#{seen[message.name]}"] = blobs
     return out
 
 
