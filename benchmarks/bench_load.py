@@ -13,7 +13,6 @@ import argparse
 import datetime
 import json
 import sys
-import time
 import warnings
 from pathlib import Path
 
@@ -23,6 +22,8 @@ import fillers
 from fillers import caffe_pb2
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from run import best_interleaved  # noqa: E402 (benchmarks/run.py: best of k rounds, interleaved)
 
 HEAD = 'name: "big" input: "data" input_dim: 1 input_dim: 1 input_dim: 4 input_dim: 4\n'
 
@@ -45,15 +46,6 @@ def current_net(n: int) -> str:
                           f'top: "r{i}" }}\n' for i in range(n))
 
 
-def best(fn, repeat: int = 2) -> float:
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
-
-
 def measure(layers: int) -> dict:
     out = {}
     with warnings.catch_warnings():
@@ -62,8 +54,11 @@ def measure(layers: int) -> dict:
             row = {}
             for n in (layers // 10, layers):
                 text = make(n)
-                load = best(lambda: fillers.load_net(text))
-                parse = best(lambda: text_format.Parse(text, caffe_pb2.NetParameter(), allow_unknown_field=True))
+                times = best_interleaved({
+                    "load_net": lambda: fillers.load_net(text),
+                    "text_format": lambda: text_format.Parse(text, caffe_pb2.NetParameter(), allow_unknown_field=True),
+                }, 2)
+                load, parse = times["load_net"], times["text_format"]
                 row[n] = {"load_net_s": round(load, 3), "text_format_s": round(parse, 3),
                           "x_text_format": round(load / parse, 2), "us_per_layer": round(1e6 * load / n, 1)}
             out[name] = row
