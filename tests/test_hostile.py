@@ -364,3 +364,10 @@ def test_termination_signals_remove_the_temporary_file(tmp_path, signum):
     proc.send_signal(getattr(signal, signum))
     assert proc.wait(timeout=30) == -getattr(signal, signum)  # the signal then takes its usual course
     assert list(tmp_path.iterdir()) == []
+
+
+def test_caffemodel_over_2_gib_is_refused_before_writing(tmp_path):
+    big = np.broadcast_to(np.float32(0), (1 << 29, 1))  # 2 GiB of float32 that take no memory
+    with pytest.raises(FileFormatError, match=r"\.h5|\.safetensors"):
+        save({"huge": [big]}, tmp_path / "w.caffemodel")
+    assert list(tmp_path.iterdir()) == []
