@@ -53,8 +53,10 @@ class _Terminated(BaseException):
 
 @contextlib.contextmanager
 def _signals_raise() -> Iterator[None]:
-    """Make SIGTERM and SIGHUP raise :class:`_Terminated` in the main thread (elsewhere signals cannot be
-    handled); on the way out the previous handlers return and a signal caught is delivered again to them."""
+    """Where SIGTERM and SIGHUP have their default action (end the process at once), make them raise
+    :class:`_Terminated` instead, so that the write cleans up; then the default action is restored and the
+    signal delivered again: the process ends by it, as it would have.  A signal the program ignores (``nohup``)
+    or handles itself is left alone, and so are threads other than the main one (they cannot handle signals)."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -62,18 +64,20 @@ def _signals_raise() -> Iterator[None]:
     def handler(signum: int, frame: Any) -> None:
         raise _Terminated(signum)
 
-    previous = {signum: signal.signal(signum, handler) for signum in CLEANUP_SIGNALS}
+    caught = [signum for signum in CLEANUP_SIGNALS if signal.getsignal(signum) == signal.SIG_DFL]
+    for signum in caught:
+        signal.signal(signum, handler)
     try:
         yield
     except _Terminated as stop:
-        for signum, old in previous.items():
-            signal.signal(signum, old)
-        previous = {}
-        os.kill(os.getpid(), stop.signum)  # the default action ends the process; a handler of the caller's runs
-        raise KeyboardInterrupt from None  # reached only when the caller's handler returned
+        for signum in caught:
+            signal.signal(signum, signal.SIG_DFL)
+        caught = []
+        os.kill(os.getpid(), stop.signum)  # the default action: the process ends here
+        raise SystemExit(128 + stop.signum) from None  # (reached only if the signal is blocked)
     finally:
-        for signum, old in previous.items():
-            signal.signal(signum, old)
+        for signum in caught:
+            signal.signal(signum, signal.SIG_DFL)
 
 
 def _temp_prefix(path: Path) -> str:
@@ -128,7 +132,8 @@ def atomic_write(path: PathLike, mode: str = "wb") -> Iterator[IO]:
     Notes
     -----
     On any exception, ``KeyboardInterrupt`` included, and on SIGTERM or SIGHUP, the temporary file is removed
-    and ``path`` is left as it was (the signal then takes its usual course).  The temporary file is named
+    and ``path`` is left as it was (a signal with its default action then ends the process as it would have;
+    one the program ignores or handles itself is left to it).  The temporary file is named
     ``.<name>.<hash>.<pid>.<random>.tmp``, within the file system's name limit; a completed write also removes
     the temporary files of ``path`` whose process is gone (left by a SIGKILL).  The file is created with mode
     0666, which the system reduces by the umask, as for ``open``; when it replaces a file, it gets that file's

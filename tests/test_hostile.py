@@ -356,7 +356,8 @@ def test_stale_temporary_files_of_dead_runs_are_removed(tmp_path):
 @pytest.mark.skipif(not hasattr(signal, "SIGHUP"), reason="no SIGTERM/SIGHUP on this platform")
 @pytest.mark.parametrize("signum", ["SIGTERM", "SIGHUP"])
 def test_termination_signals_remove_the_temporary_file(tmp_path, signum):
-    code = ("import sys, time\nfrom fillers.io import atomic_write\n"
+    code = ("import signal, sys, time\nfrom fillers.io import atomic_write\n"
+            f"signal.signal(signal.{signum}, signal.SIG_DFL)\n"  # (a test run under nohup ignores SIGHUP)
             "with atomic_write(sys.argv[1]) as fh:\n    fh.write(b'x' * 1000)\n    print('ready', flush=True)\n"
             "    time.sleep(60)\n")
     proc = subprocess.Popen([sys.executable, "-c", code, str(tmp_path / "w.npz")], stdout=subprocess.PIPE, text=True)
