@@ -24,6 +24,8 @@ def protobuf_blobs(data: bytes) -> dict:
     """What protobuf's own parse gives: the reference the streaming reader must equal."""
     net = caffe_pb2.NetParameter.FromString(data)
     layers = list(net.layer) or list(net.layers)
+    if any(isinstance(layer.name, bytes) for layer in layers):  # a name that is not UTF-8: fillers refuses it
+        raise ValueError("a layer name that is not UTF-8")
     return {layer.name: [blob_array(blob) for blob in layer.blobs] for layer in layers if len(layer.blobs)}
 
 
