@@ -189,9 +189,14 @@ def _optional(module: str, extra: str):
         ) from None
 
 
+#: The longest name of a zip entry (a 16-bit length): an npz key ``<layer>/<i>.npy`` must fit.
+_ZIP_NAME_MAX = 65535
+
+
 def check_layer_names(path: PathLike, fmt: str, layers: Iterable[str]) -> None:
     """Refuse layer names a format cannot hold, before anything is written (:class:`FileFormatError`): an empty
-    name outside ``.caffemodel`` (its keys ``/0``, ``.0`` would read back as no layer), and in Caffe's HDF5
+    name outside ``.caffemodel`` (its keys ``/0``, ``.0`` would read back as no layer), a name longer than a zip
+    entry's in ``.npz``, and in Caffe's HDF5
     layout a '/' (it would nest groups, which Caffe's ``CopyTrainedLayersFromHDF5`` does not look into) or a
     name HDF5 reserves (``.``)."""
     for layer in layers:
@@ -203,6 +208,8 @@ def check_layer_names(path: PathLike, fmt: str, layers: Iterable[str]) -> None:
                   "reject it)"
         elif fmt == ".h5" and layer == ".":
             why = "layer name '.' is HDF5's name of the group itself"
+        elif fmt == ".npz" and len(layer.encode("utf-8", "surrogatepass")) > _ZIP_NAME_MAX - 32:
+            why = f"a layer name of {len(layer):,} characters, longer than a zip entry name can be"
         if why is not None:
             raise FileFormatError(os.fspath(path), fmt.lstrip("."), f"{why}; use .caffemodel")
 
