@@ -21,7 +21,7 @@ The public API:
 """
 from fillers._caffe import CaffeRNG
 from fillers._fill import default_threads, fill, philox_raw
-from fillers._params import FILLER_TYPES
+from fillers._params import CAFFE_TYPES, FILLER_TYPES, MODERN_TYPES, nonlinearity_gain
 from fillers.caffe_pb2 import FillerParameter, NetParameter
 from fillers.errors import (
     ArrayError,
@@ -41,6 +41,7 @@ from fillers.upgrade import upgrade_net
 __all__ = [
     "ArrayError",
     "BlobSpec",
+    "CAFFE_TYPES",
     "CaffeRNG",
     "default_threads",
     "FileFormatError",
@@ -54,6 +55,8 @@ __all__ = [
     "infer_shapes",
     "load",
     "LayerBlobs",
+    "MODERN_TYPES",
+    "nonlinearity_gain",
     "load_net",
     "load_solver",
     "NetParameter",

@@ -10,7 +10,7 @@ import numpy as np
 
 from fillers import _kernels
 from fillers.errors import ArrayError, FillerError
-from fillers._params import FillerLike, FillPlan, as_filler_parameter, resolve
+from fillers._params import CAFFE_TYPES, FillerLike, FillPlan, as_filler_parameter, resolve
 
 if TYPE_CHECKING:  # pragma: no cover
     from fillers._caffe import CaffeRNG
@@ -122,8 +122,32 @@ def _fill_philox(out: np.ndarray, plan: FillPlan, seed: int, stream: int, offset
     elif plan.kind == "gaussian":
         sparse_p = -1.0 if plan.sparse_p is None else plan.sparse_p
         _kernels.gaussian(out, seed, stream, offset, plan.a, plan.b, sparse_p, threads)
+    elif plan.kind == "truncated":
+        p_lo, p_span, lo, hi = plan.truncation
+        _kernels.truncated(out, seed, stream, offset, p_lo, p_span, plan.a, plan.b, lo, hi, threads)
+    elif plan.kind == "diagonal":
+        _kernels.diagonal(out, offset, *plan.diagonal, plan.a, threads)
+    elif plan.kind == "orthogonal":
+        out[...] = _orthogonal(plan, seed, stream, threads).reshape(-1)
     else:  # unitball
         _kernels.unitball(out, seed, stream, offset, plan.row_len, threads)
+
+
+def _orthogonal(plan: FillPlan, seed: int, stream: int, threads: int) -> np.ndarray:
+    """``gain`` times the orthogonal factor Q of a float64 gaussian ``(rows, cols)`` matrix (of its
+    transpose when rows < cols), each column's sign made that of R's diagonal (torch's orthogonal_), in
+    float64, rounded to the blob's dtype."""
+    rows, cols = plan.matrix
+    draw = np.empty(rows * cols, np.float64)
+    _kernels.gaussian(draw, seed, stream, 0, 0.0, 1.0, -1.0, threads)
+    matrix = draw.reshape(rows, cols)
+    if rows < cols:
+        matrix = matrix.T
+    q, r = np.linalg.qr(matrix)
+    q *= np.where(np.diagonal(r) < 0, -1.0, 1.0)
+    if rows < cols:
+        q = q.T
+    return (q * plan.a).astype(plan.dtype)
 
 
 def _fill_contiguous(out: np.ndarray, plan: FillPlan, seed: int, stream: int, offset: int, threads: int,
@@ -147,6 +171,12 @@ def _check_rng(rng: Any, blob: np.ndarray, shape: tuple[int, ...], offset: int, 
         )
     if threads is not None:
         raise ValueError("threads does not apply with rng=CaffeRNG: Caffe's stream is sequential")
+
+
+def _check_caffe_type(filler_type: str) -> None:
+    if filler_type not in CAFFE_TYPES:
+        raise FillerError(f"filler {filler_type!r} is not one of Caffe's ({', '.join(CAFFE_TYPES)}): "
+                          "rng=CaffeRNG draws Caffe's fillers only; use the counter-based stream (rng=None)")
 
 
 def fill(
@@ -208,9 +238,11 @@ def fill(
     stream = _check_u64("stream", stream)
     offset = _check_u64("offset", offset)
     shape = _shape(blob_shape, blob, offset)
-    plan = resolve(as_filler_parameter(filler), shape, blob.dtype)
+    param = as_filler_parameter(filler)
+    plan = resolve(param, shape, blob.dtype)
     if rng is not None:
         _check_rng(rng, blob, shape, offset, threads)
+        _check_caffe_type(param.type)
     if rng is None:
         _check_philox(plan)
     nthreads = 1 if rng is not None else _check_threads(threads)
@@ -219,6 +251,10 @@ def fill(
             f"positive_unitball normalises whole rows of {plan.row_len} elements: a piece must start and "
             f"end on a row boundary, got offset={offset}, size={blob.size}"
         )
+    if plan.kind == "orthogonal" and (offset != 0 or shape != blob.shape):
+        raise ValueError(f"filler 'orthogonal' orthogonalises the whole blob: pass it whole (offset=0, "
+                         f"blob_shape=None), got offset={offset}, blob_shape={shape} for a blob of shape "
+                         f"{blob.shape}")
     if blob.size == 0:
         return blob
     if blob.flags.c_contiguous and blob.flags.aligned:

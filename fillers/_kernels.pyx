@@ -16,7 +16,9 @@ from cython.parallel cimport prange
 from libc.stdint cimport int64_t, uint32_t, uint64_t
 
 from fillers._cdefs cimport (
-    FL_ROWS_AT_ONCE, FL_SIMD_COUNT, fl_bilinear_f32, fl_bilinear_f64, fl_constant_f32, fl_constant_f64, fl_normalize_rows_f32,
+    FL_ROWS_AT_ONCE, FL_SIMD_COUNT, fl_bilinear_f32, fl_bilinear_f64, fl_constant_f32, fl_constant_f64,
+    fl_diagonal_f32, fl_diagonal_f64, fl_philox_truncated_f32, fl_philox_truncated_f64, fl_truncated_params,
+    fl_normalize_rows_f32,
     fl_normalize_rows_f64, fl_philox4x32_10, fl_philox_gaussian_f32, fl_philox_gaussian_f64, fl_philox_key,
     fl_philox_raw, fl_philox_sparsify_f32, fl_philox_sparsify_f64, fl_philox_uniform_f32, fl_philox_uniform_f64,
     fl_simd_best, fl_simd_get, fl_simd_name, fl_simd_set, fl_simd_supported,
@@ -43,6 +45,8 @@ cdef enum Op:
     OP_CONSTANT
     OP_BILINEAR
     OP_UNITBALL
+    OP_TRUNCATED
+    OP_DIAGONAL
 
 
 cdef struct Params:
@@ -51,6 +55,11 @@ cdef struct Params:
     double b           # uniform: hi; gaussian: std
     double sparse_p    # gaussian: keep probability, < 0 for a dense fill
     int64_t k          # bilinear: kernel size; unitball: row length
+    fl_truncated_params trunc   # truncated gaussian
+    int64_t in_channels         # diagonal (fl_diagonal_*): the blob as (O, in_channels, spatial)
+    int64_t spatial
+    int64_t center
+    int64_t per_group
 
 
 cdef inline void _run_chunk(Op op, const Params *p, int64_t first, int64_t n, real *out) noexcept nogil:
@@ -64,6 +73,10 @@ cdef inline void _run_chunk(Op op, const Params *p, int64_t first, int64_t n, re
         elif op == OP_UNITBALL:
             fl_philox_uniform_f32(&p.key, first, n, 0, 1, out)
             fl_normalize_rows_f32(out, n // p.k, p.k)
+        elif op == OP_TRUNCATED:
+            fl_philox_truncated_f32(&p.key, first, n, &p.trunc, out)
+        elif op == OP_DIAGONAL:
+            fl_diagonal_f32(first, n, p.in_channels, p.spatial, p.center, p.per_group, <float>p.a, out)
         elif op == OP_CONSTANT:
             fl_constant_f32(n, <float>p.a, out)
         else:
@@ -78,6 +91,10 @@ cdef inline void _run_chunk(Op op, const Params *p, int64_t first, int64_t n, re
         elif op == OP_UNITBALL:
             fl_philox_uniform_f64(&p.key, first, n, 0, 1, out)
             fl_normalize_rows_f64(out, n // p.k, p.k)
+        elif op == OP_TRUNCATED:
+            fl_philox_truncated_f64(&p.key, first, n, &p.trunc, out)
+        elif op == OP_DIAGONAL:
+            fl_diagonal_f64(first, n, p.in_channels, p.spatial, p.center, p.per_group, p.a, out)
         elif op == OP_CONSTANT:
             fl_constant_f64(n, p.a, out)
         else:
@@ -167,6 +184,32 @@ def unitball(real[::1] out, uint64_t seed, uint64_t stream, int64_t first, int64
         else:
             _run(OP_UNIFORM, &p, out, first, _CHUNK, threads)
             _run_normalize(out, row_len, (rows + threads - 1) // threads, threads)
+
+
+def truncated(real[::1] out, uint64_t seed, uint64_t stream, int64_t first, double p_lo, double p_span,
+              double mean, double scale, double lo, double hi, int threads):
+    """truncated_gaussian by the inverse CDF: ``min(hi, max(lo, mean + scale * ndtri(p_lo + p_span * u)))``."""
+    cdef Params p = _params(seed, stream, 0, 0, -1, 0)
+    p.trunc.p_lo = p_lo
+    p.trunc.p_span = p_span
+    p.trunc.mean = mean
+    p.trunc.scale = scale
+    p.trunc.lo = lo
+    p.trunc.hi = hi
+    with nogil:
+        _run(OP_TRUNCATED, &p, out, first, _CHUNK, threads)
+
+
+def diagonal(real[::1] out, int64_t first, int64_t in_channels, int64_t spatial, int64_t center,
+             int64_t per_group, double value, int threads):
+    """dirac / identity / eye: zeros except ``value`` at ``(o, o % per_group, center)`` (see common.h)."""
+    cdef Params p = _params(0, 0, value, 0, -1, 0)
+    p.in_channels = in_channels
+    p.spatial = spatial
+    p.center = center
+    p.per_group = per_group
+    with nogil:
+        _run(OP_DIAGONAL, &p, out, first, _CHUNK, threads)
 
 
 def constant(real[::1] out, double value, int threads):

@@ -12,6 +12,15 @@ void fl_constant_f64(int64_t n, double value, double *out);
 void fl_bilinear_f32(int64_t first, int64_t n, int64_t k, float *out);
 void fl_bilinear_f64(int64_t first, int64_t n, int64_t k, double *out);
 
+/* dirac / identity / eye: a blob of shape (O, in_channels, spatial...) flattened, zero except element
+ * (o, o % per_group, center) = value for every o with o % per_group < in_channels (torch's dirac_ with
+ * O / per_group groups; a 2-D eye is in_channels = columns, spatial = 1, center = 0, per_group = rows).
+ * Elements first .. first + n - 1. */
+void fl_diagonal_f32(int64_t first, int64_t n, int64_t in_channels, int64_t spatial, int64_t center,
+                     int64_t per_group, float value, float *out);
+void fl_diagonal_f64(int64_t first, int64_t n, int64_t in_channels, int64_t spatial, int64_t center,
+                     int64_t per_group, double value, double *out);
+
 /* positive_unitball's normalisation: each of `rows` rows of `row_len` elements is divided by its sum,
  * summed sequentially in the element type (Caffe's order, so Caffe's bytes).  Rows are summed
  * FL_ROWS_AT_ONCE at a time, side by side: give it at least that many rows to keep the adders busy. */
