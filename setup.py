@@ -7,7 +7,7 @@ from setuptools import Extension, setup
 from setuptools.command.build_py import build_py
 
 HERE = Path(__file__).parent
-SOURCES = ["fillers/src/philox_fill.c", "fillers/src/common.c"]
+SOURCES = ["fillers/src/philox_fill.c", "fillers/src/common.c", "fillers/src/half.c"]
 # Strict IEEE arithmetic (no FMA contraction) keeps every dispatch path byte-identical; no -march flags:
 # SIMD variants are chosen at run time.
 COMPILE_ARGS = ["-O3", "-ffp-contract=off", "-fno-math-errno", "-fopenmp", "-std=c11"]

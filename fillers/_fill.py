@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
-from fillers import _kernels
+from fillers import _dlpack, _kernels
 from fillers.errors import ArrayError, FillerError
 from fillers._params import CAFFE_TYPES, FillerLike, FillPlan, as_filler_parameter, resolve
 
@@ -70,11 +70,28 @@ def _has_internal_overlap(blob: np.ndarray) -> bool:
     return False
 
 
-def _check_blob(blob: Any) -> np.ndarray:
-    if not isinstance(blob, np.ndarray):
-        raise TypeError(f"blob must be a numpy.ndarray, not {type(blob).__name__}")
-    if blob.dtype.kind != "f" or blob.dtype.itemsize not in (4, 8):
-        raise TypeError(f"blob must have dtype float32 or float64, not {blob.dtype}")
+#: The element types fill() writes (bfloat16 is ml_dtypes' numpy dtype).
+DTYPE_NAMES = ("float32", "float64", "float16", "bfloat16")
+
+
+def _as_array(blob: Any) -> tuple[np.ndarray, Any]:
+    """A numpy view of ``blob``'s memory (never a copy) and what keeps that memory alive while it is used:
+    an ndarray itself, a CPU ``__dlpack__`` object (torch tensors ...), or any buffer (memoryview ...)."""
+    if isinstance(blob, np.ndarray):
+        return blob, None
+    if hasattr(blob, "__dlpack__"):
+        return _dlpack.from_dlpack(blob)
+    try:
+        view = memoryview(blob)
+    except TypeError:
+        raise TypeError(f"blob must be a numpy.ndarray, an object with __dlpack__ (a torch tensor ...) or a "
+                        f"writable buffer, not {type(blob).__name__}") from None
+    return np.asarray(view), None
+
+
+def _check_blob(blob: np.ndarray) -> np.ndarray:
+    if blob.dtype.name not in DTYPE_NAMES:
+        raise TypeError(f"blob must have dtype {', '.join(DTYPE_NAMES)}, not {blob.dtype}")
     if not blob.dtype.isnative:
         raise ArrayError(f"blob must be in native byte order, got dtype {blob.dtype.str}")
     if not blob.flags.writeable:
@@ -180,7 +197,7 @@ def _check_caffe_type(filler_type: str) -> None:
 
 
 def fill(
-    blob: np.ndarray,
+    blob: Any,
     filler: FillerLike,
     *,
     seed: int = 0,
@@ -190,13 +207,17 @@ def fill(
     threads: int | None = None,
     rng: CaffeRNG | None = None,
 ) -> np.ndarray:
-    """Fill ``blob`` in place with a Caffe filler.
+    """Fill ``blob`` in place with a filler.
 
     Parameters
     ----------
-    blob : numpy.ndarray
-        Writable float32 or float64 array, any strides.  A non-contiguous view gets exactly the values a
-        contiguous array of its shape would get; nothing outside the view is touched.
+    blob : numpy.ndarray, DLPack tensor or buffer
+        Writable float32, float64, float16 or bfloat16 memory, any strides: a numpy array, an object with
+        ``__dlpack__`` in CPU memory (a torch tensor, a JAX or CuPy CPU array; other devices raise
+        :class:`~fillers.ArrayError`: copy to the host first) or any writable buffer (``memoryview``,
+        ``array.array``).  A non-contiguous view gets exactly the values a contiguous array of its shape
+        would get; nothing outside the view is touched.  float16 and bfloat16 elements are the float32
+        fill's values rounded to nearest even.
     filler : FillerParameter, mapping or str
         The filler: a ``FillerParameter``, a mapping of its fields (``variance_norm`` by name or number),
         a type name (``"xavier"``) or FillerParameter text (``'type: "gaussian" std: 0.01 sparse: 15'``).
@@ -214,13 +235,13 @@ def fill(
 
     Returns
     -------
-    numpy.ndarray
+    numpy.ndarray, tensor or buffer
         ``blob`` itself.
 
     Raises
     ------
     TypeError
-        ``blob`` is not a float32/float64 ndarray, or an argument has the wrong type.
+        ``blob`` is not float memory of a supported dtype, or an argument has the wrong type.
     ValueError
         Unknown filler type, invalid parameter (the field and value are named), read-only, non-native or
         self-overlapping ``blob``, pieces that do not fit ``blob_shape``, or rows cut by a
@@ -233,7 +254,9 @@ def fill(
     >>> bool(np.abs(w).max() <= np.sqrt(3 / (3 * 7 * 7)))
     True
     """
-    blob = _check_blob(blob)
+    target = blob
+    array, keep_alive = _as_array(blob)  # keep_alive: a DLPack capsule whose memory `array` views
+    blob = _check_blob(array)
     seed = _check_u64("seed", seed)
     stream = _check_u64("stream", stream)
     offset = _check_u64("offset", offset)
@@ -256,14 +279,15 @@ def fill(
                          f"blob_shape=None), got offset={offset}, blob_shape={shape} for a blob of shape "
                          f"{blob.shape}")
     if blob.size == 0:
-        return blob
+        return target
     if blob.flags.c_contiguous and blob.flags.aligned:
         _fill_contiguous(blob.reshape(-1), plan, seed, stream, offset, nthreads, rng)
     else:
         buffer = np.empty(blob.shape, blob.dtype)
         _fill_contiguous(buffer.reshape(-1), plan, seed, stream, offset, nthreads, rng)
         np.copyto(blob, buffer)
-    return blob
+    del keep_alive
+    return target
 
 
 def philox_raw(n: int, *, seed: int = 0, stream: int = 0, offset: int = 0) -> np.ndarray:

@@ -1,0 +1,64 @@
+#include <string.h>
+#include "half.h"
+#include "philox_fill.h"
+
+static inline uint32_t fl_bits(float x) { uint32_t u; memcpy(&u, &x, 4); return u; }
+static inline float fl_float(uint32_t u) { float x; memcpy(&x, &u, 4); return x; }
+
+/* IEEE binary16, round to nearest even.  Normal results: rebias the exponent, add half an ulp minus one
+ * (0xfff) plus the kept lowest bit (ties to even), shift; a carry rounds up into the exponent (and from
+ * the largest finite value into infinity).  Subnormal results: adding 0.5 (2^-1) makes the float adder
+ * round the value to a multiple of 2^-24 (the float16 subnormal ulp) in float32's own round-to-even; the
+ * low bits are then the float16 bits. */
+static inline uint16_t fl_to_f16(float x)
+{
+    const uint32_t bits = fl_bits(x), sign = (bits >> 16) & 0x8000u, mag = bits & 0x7fffffffu;
+    if (mag >= 0x47800000u)                               /* >= 2^16 (or inf / nan): infinity or nan */
+        return (uint16_t)(sign | (mag > 0x7f800000u ? 0x7e00u : 0x7c00u));
+    if (mag < 0x38800000u)                                /* below 2^-14: float16 subnormal or zero */
+        return (uint16_t)(sign | (fl_bits(fl_float(mag) + 0.5f) - 0x3f000000u));
+    const uint32_t rounded = mag - ((127u - 15u) << 23) + 0xfffu + ((mag >> 13) & 1u);
+    return (uint16_t)(sign | (rounded >> 13));
+}
+
+/* bfloat16: the high half of float32, rounded to nearest even (nan stays nan). */
+static inline uint16_t fl_to_bf16(float x)
+{
+    const uint32_t bits = fl_bits(x);
+    if ((bits & 0x7fffffffu) > 0x7f800000u)
+        return (uint16_t)((bits >> 16) | 0x40u);
+    return (uint16_t)((bits + 0x7fffu + ((bits >> 16) & 1u)) >> 16);
+}
+
+void fl_round_half(const float *in, int64_t n, int kind, uint16_t *out)
+{
+    if (kind == FL_HALF_BF16)
+        for (int64_t i = 0; i < n; ++i)
+            out[i] = fl_to_bf16(in[i]);
+    else
+        for (int64_t i = 0; i < n; ++i)
+            out[i] = fl_to_f16(in[i]);
+}
+
+void fl_philox_unitball_half(const fl_philox_key *key, int64_t first, int64_t rows, int64_t row_len, int kind,
+                             uint16_t *out)
+{
+    float tile[FL_HALF_TILE];
+    for (int64_t r = 0; r < rows; ++r) {
+        const int64_t start = first + r * row_len;
+        float sum = 0;
+        for (int64_t j = 0; j < row_len; j += FL_HALF_TILE) {
+            const int64_t m = row_len - j < FL_HALF_TILE ? row_len - j : FL_HALF_TILE;
+            fl_philox_uniform_f32(key, start + j, m, 0, 1, tile);
+            for (int64_t i = 0; i < m; ++i)
+                sum += tile[i];
+        }
+        for (int64_t j = 0; j < row_len; j += FL_HALF_TILE) {
+            const int64_t m = row_len - j < FL_HALF_TILE ? row_len - j : FL_HALF_TILE;
+            fl_philox_uniform_f32(key, start + j, m, 0, 1, tile);
+            for (int64_t i = 0; i < m; ++i)
+                tile[i] /= sum;
+            fl_round_half(tile, m, kind, out + r * row_len + j);
+        }
+    }
+}
