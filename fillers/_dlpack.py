@@ -64,13 +64,16 @@ def from_dlpack(obj: Any) -> tuple[np.ndarray, Any]:
     Raises
     ------
     ArrayError
-        ``obj`` is not in CPU memory (the message says to copy it to the host).
+        ``obj`` is not in CPU memory (the message says to copy it to the host), or its producer refuses to
+        export it (torch: a tensor that requires grad; fill its ``detach()``).
     TypeError
         A dtype neither numpy nor this module can view (bfloat16 needs ``ml_dtypes``).
     """
     check_cpu(obj)
     try:
         return np.from_dlpack(obj), None
+    except BufferError as err:
+        raise ArrayError(f"blob cannot be filled through DLPack: {err}") from None
     except RuntimeError:  # numpy: "Unsupported dtype in DLTensor" (bfloat16)
         capsule = obj.__dlpack__()
         tensor = _DLTensor.from_address(_capsule_pointer(capsule, b"dltensor"))
