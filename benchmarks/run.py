@@ -384,9 +384,9 @@ def markdown(results: dict) -> str:
     return "\n".join(lines)
 
 
-def update_readme(path: Path, table: str) -> None:
-    """Replace what lies between the README's benchmark-table markers."""
-    begin, end = "<!-- benchmark-table -->", "<!-- /benchmark-table -->"
+def update_readme(path: Path, table: str, marker: str = "benchmark-table") -> None:
+    """Replace what lies between the README's ``marker`` comments."""
+    begin, end = f"<!-- {marker} -->", f"<!-- /{marker} -->"
     text = path.read_text()
     if begin not in text or end not in text:
         raise SystemExit(f"{path}: no {begin} ... {end} markers")
