@@ -1,5 +1,5 @@
 # C declarations of the kernels in fillers/src, shared by the Cython modules.
-from libc.stdint cimport int32_t, int64_t, uint32_t, uint64_t
+from libc.stdint cimport int32_t, int64_t, uint16_t, uint32_t, uint64_t
 
 
 cdef extern from "src/philox.h" nogil:
@@ -57,6 +57,16 @@ cdef extern from "src/common.h" nogil:
     void fl_bilinear_f64(int64_t first, int64_t n, int64_t k, double *out) noexcept
     void fl_normalize_rows_f32(float *data, int64_t rows, int64_t row_len) noexcept
     void fl_normalize_rows_f64(double *data, int64_t rows, int64_t row_len) noexcept
+
+
+cdef extern from "src/half.h" nogil:
+    enum:
+        FL_HALF_TILE
+        FL_HALF_F16
+        FL_HALF_BF16
+    void fl_round_half(const float *src, int64_t n, int kind, uint16_t *out) noexcept
+    void fl_philox_unitball_half(const fl_philox_key *key, int64_t first, int64_t rows, int64_t row_len, int kind,
+                                 uint16_t *out) noexcept
 
 
 cdef extern from "src/caffe_rng.h" nogil:

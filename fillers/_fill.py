@@ -130,24 +130,28 @@ def _check_philox(plan: FillPlan) -> None:
 
 
 def _fill_philox(out: np.ndarray, plan: FillPlan, seed: int, stream: int, offset: int, threads: int) -> None:
+    if plan.kind == "orthogonal":
+        out[...] = _orthogonal(plan, seed, stream, threads).reshape(-1)
+        return
+    # float16 / bfloat16: the kernels write the rounded float32 values as bits
+    bf16 = out.dtype.name == "bfloat16"
+    bits = out.view(np.uint16) if out.dtype.itemsize == 2 else out
     if plan.kind == "constant":
-        _kernels.constant(out, plan.a, threads)
+        _kernels.constant(bits, plan.a, threads, bf16)
     elif plan.kind == "bilinear":
-        _kernels.bilinear(out, offset, plan.kernel, threads)
+        _kernels.bilinear(bits, offset, plan.kernel, threads, bf16)
     elif plan.kind == "uniform":
-        _kernels.uniform(out, seed, stream, offset, plan.a, plan.b, threads)
+        _kernels.uniform(bits, seed, stream, offset, plan.a, plan.b, threads, bf16)
     elif plan.kind == "gaussian":
         sparse_p = -1.0 if plan.sparse_p is None else plan.sparse_p
-        _kernels.gaussian(out, seed, stream, offset, plan.a, plan.b, sparse_p, threads)
+        _kernels.gaussian(bits, seed, stream, offset, plan.a, plan.b, sparse_p, threads, bf16)
     elif plan.kind == "truncated":
         p_lo, p_span, lo, hi = plan.truncation
-        _kernels.truncated(out, seed, stream, offset, p_lo, p_span, plan.a, plan.b, lo, hi, threads)
+        _kernels.truncated(bits, seed, stream, offset, p_lo, p_span, plan.a, plan.b, lo, hi, threads, bf16)
     elif plan.kind == "diagonal":
-        _kernels.diagonal(out, offset, *plan.diagonal, plan.a, threads)
-    elif plan.kind == "orthogonal":
-        out[...] = _orthogonal(plan, seed, stream, threads).reshape(-1)
+        _kernels.diagonal(bits, offset, *plan.diagonal, plan.a, threads, bf16)
     else:  # unitball
-        _kernels.unitball(out, seed, stream, offset, plan.row_len, threads)
+        _kernels.unitball(bits, seed, stream, offset, plan.row_len, threads, bf16)
 
 
 def _orthogonal(plan: FillPlan, seed: int, stream: int, threads: int) -> np.ndarray:
@@ -164,7 +168,7 @@ def _orthogonal(plan: FillPlan, seed: int, stream: int, threads: int) -> np.ndar
     q *= np.where(np.diagonal(r) < 0, -1.0, 1.0)
     if rows < cols:
         q = q.T
-    return (q * plan.a).astype(plan.dtype)
+    return (q * plan.a).astype(plan.dtype)  # float32 for a half blob: its assignment rounds once more
 
 
 def _fill_contiguous(out: np.ndarray, plan: FillPlan, seed: int, stream: int, offset: int, threads: int,
@@ -262,10 +266,13 @@ def fill(
     offset = _check_u64("offset", offset)
     shape = _shape(blob_shape, blob, offset)
     param = as_filler_parameter(filler)
-    plan = resolve(param, shape, blob.dtype)
+    half = blob.dtype.itemsize == 2
+    plan = resolve(param, shape, np.float32 if half else blob.dtype)  # half: the float32 fill, rounded
     if rng is not None:
         _check_rng(rng, blob, shape, offset, threads)
         _check_caffe_type(param.type)
+        if half:
+            raise TypeError(f"rng=CaffeRNG fills float32 or float64 (Caffe's Dtype), not {blob.dtype}")
     if rng is None:
         _check_philox(plan)
     nthreads = 1 if rng is not None else _check_threads(threads)

@@ -1,7 +1,8 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False
 """Thin glue between the validated Python API and the C kernels in ``fillers/src``.
 
-Every function here takes a 1-D C-contiguous typed memoryview, splits it into fixed chunks of
+Every function here takes a 1-D C-contiguous typed memoryview (float32, float64, or uint16 holding float16
+bits, or bfloat16 bits with ``bf16=True``), splits it into fixed chunks of
 ``CHUNK`` elements and hands each chunk to a C kernel inside ``prange`` with the GIL released.  Each
 element's value depends only on its flat index (``first`` + position), never on the split, so the thread
 count cannot change the result.  All checks happen in ``fillers._fill`` before these are called.
@@ -13,7 +14,7 @@ bytes; the best one the CPU supports is used unless ``$FILLERS_SIMD`` names anot
 import os
 
 from cython.parallel cimport prange
-from libc.stdint cimport int64_t, uint32_t, uint64_t
+from libc.stdint cimport int64_t, uint16_t, uint32_t, uint64_t
 
 from fillers._cdefs cimport (
     FL_ROWS_AT_ONCE, FL_SIMD_COUNT, fl_bilinear_f32, fl_bilinear_f64, fl_constant_f32, fl_constant_f64,
@@ -22,11 +23,19 @@ from fillers._cdefs cimport (
     fl_normalize_rows_f64, fl_philox4x32_10, fl_philox_gaussian_f32, fl_philox_gaussian_f64, fl_philox_key,
     fl_philox_raw, fl_philox_sparsify_f32, fl_philox_sparsify_f64, fl_philox_uniform_f32, fl_philox_uniform_f64,
     fl_simd_best, fl_simd_get, fl_simd_name, fl_simd_set, fl_simd_supported,
+    FL_HALF_BF16, FL_HALF_F16, FL_HALF_TILE, fl_philox_unitball_half, fl_round_half,
 )
 
 ctypedef fused real:
     float
     double
+
+# What the kernels write: float32, float64, or the bits of float16 / bfloat16 (Params.half says which),
+# the float32 values rounded (fillers/src/half.h).
+ctypedef fused element:
+    float
+    double
+    uint16_t
 
 # Elements per work item, handed out dynamically (a thread slowed by another process on its core takes
 # fewer chunks).  Small enough that the fused passes of one chunk (gaussian then its sparse mask;
@@ -60,6 +69,7 @@ cdef struct Params:
     int64_t spatial
     int64_t center
     int64_t per_group
+    int half                    # uint16_t output: FL_HALF_F16 or FL_HALF_BF16
 
 
 cdef inline void _run_chunk(Op op, const Params *p, int64_t first, int64_t n, real *out) noexcept nogil:
@@ -101,7 +111,28 @@ cdef inline void _run_chunk(Op op, const Params *p, int64_t first, int64_t n, re
             fl_bilinear_f64(first, n, p.k, out)
 
 
-cdef void _run(Op op, const Params *p, real[::1] out, int64_t first, int64_t chunk, int threads) noexcept nogil:
+cdef void _run_chunk_half(Op op, const Params *p, int64_t first, int64_t n, uint16_t *out) noexcept nogil:
+    """``op`` in float32, a tile at a time, rounded to float16/bfloat16 (unitball: whole rows, see half.h)."""
+    cdef float tile[FL_HALF_TILE]
+    cdef int64_t j = 0, m
+    if op == OP_UNITBALL:
+        fl_philox_unitball_half(&p.key, first, n // p.k, p.k, p.half, out)
+        return
+    while j < n:
+        m = min(<int64_t>FL_HALF_TILE, n - j)
+        _run_chunk(op, p, first + j, m, tile)
+        fl_round_half(tile, m, p.half, out + j)
+        j += m
+
+
+cdef inline void _run_element(Op op, const Params *p, int64_t first, int64_t n, element *out) noexcept nogil:
+    if element is uint16_t:
+        _run_chunk_half(op, p, first, n, out)
+    else:
+        _run_chunk(op, p, first, n, out)
+
+
+cdef void _run(Op op, const Params *p, element[::1] out, int64_t first, int64_t chunk, int threads) noexcept nogil:
     """``op`` over ``out`` in chunks of ``chunk`` elements (a multiple of the row length for unitball)."""
     cdef int64_t n = out.shape[0]
     cdef int64_t chunks = (n + chunk - 1) // chunk
@@ -111,16 +142,17 @@ cdef void _run(Op op, const Params *p, real[::1] out, int64_t first, int64_t chu
     if chunks == 1 or threads <= 1:
         for c in range(chunks):
             start = c * chunk
-            _run_chunk(op, p, first + start, min(chunk, n - start), &out[start])
+            _run_element(op, p, first + start, min(chunk, n - start), &out[start])
         return
     for c in prange(chunks, schedule='dynamic', num_threads=min(threads, chunks)):
         start = c * chunk
-        _run_chunk(op, p, first + start, min(chunk, n - start), &out[start])
+        _run_element(op, p, first + start, min(chunk, n - start), &out[start])
 
 
 cdef inline Params _params(uint64_t seed, uint64_t stream, double a, double b, double sparse_p,
-                           int64_t k) noexcept nogil:
+                           int64_t k, bint bf16) noexcept nogil:
     cdef Params p
+    p.half = FL_HALF_BF16 if bf16 else FL_HALF_F16
     p.key.seed = seed
     p.key.stream = stream
     p.a = a
@@ -151,23 +183,34 @@ def philox4x32_10(counter, key):
     return [out[0], out[1], out[2], out[3]]
 
 
-def uniform(real[::1] out, uint64_t seed, uint64_t stream, int64_t first, double lo, double hi, int threads):
+def round_half(const float[::1] values, uint16_t[::1] out, bint bf16):
+    """``values`` rounded to nearest even as float16 (or bfloat16) bits into ``out`` (what every half
+    kernel applies to its float32 tile; exposed for the tests)."""
+    if values.shape[0]:
+        with nogil:
+            fl_round_half(&values[0], min(values.shape[0], out.shape[0]), FL_HALF_BF16 if bf16 else FL_HALF_F16,
+                          &out[0])
+
+
+def uniform(element[::1] out, uint64_t seed, uint64_t stream, int64_t first, double lo, double hi, int threads,
+            bint bf16=False):
     """U[lo, hi] from the counter-based stream."""
-    cdef Params p = _params(seed, stream, lo, hi, -1, 0)
+    cdef Params p = _params(seed, stream, lo, hi, -1, 0, bf16)
     with nogil:
         _run(OP_UNIFORM, &p, out, first, _CHUNK, threads)
 
 
-def gaussian(real[::1] out, uint64_t seed, uint64_t stream, int64_t first, double mean, double std,
-             double sparse_p, int threads):
+def gaussian(element[::1] out, uint64_t seed, uint64_t stream, int64_t first, double mean, double std,
+             double sparse_p, int threads, bint bf16=False):
     """N(mean, std) from the counter-based stream; when ``sparse_p >= 0`` each element is kept with
     probability ``sparse_p`` (else multiplied by 0), chunk by chunk while the chunk is in cache."""
-    cdef Params p = _params(seed, stream, mean, std, sparse_p, 0)
+    cdef Params p = _params(seed, stream, mean, std, sparse_p, 0, bf16)
     with nogil:
         _run(OP_GAUSSIAN, &p, out, first, _CHUNK, threads)
 
 
-def unitball(real[::1] out, uint64_t seed, uint64_t stream, int64_t first, int64_t row_len, int threads):
+def unitball(element[::1] out, uint64_t seed, uint64_t stream, int64_t first, int64_t row_len, int threads,
+             bint bf16=False):
     """positive_unitball: U[0, 1) from the counter-based stream, then each row of ``row_len`` elements
     divided by its sequential sum (Caffe's order).  ``first`` and ``out``'s size are multiples of
     ``row_len``.  Each work item draws at least FL_ROWS_AT_ONCE rows and normalises them while they are in
@@ -175,21 +218,23 @@ def unitball(real[::1] out, uint64_t seed, uint64_t stream, int64_t first, int64
     cdef int64_t n = out.shape[0]
     cdef int64_t rows = n // row_len if row_len else 0
     cdef int64_t per = max(<int64_t>FL_ROWS_AT_ONCE, _CHUNK // max(row_len, 1))
-    cdef Params p = _params(seed, stream, 0, 1, -1, row_len)
+    cdef Params p = _params(seed, stream, 0, 1, -1, row_len, bf16)
     if rows == 0:
         return
     with nogil:
-        if threads <= 1 or (rows + per - 1) // per >= threads:
+        if element is uint16_t:  # half.c's row passes: no float32 row to keep, so no separate draw pass
+            _run(OP_UNITBALL, &p, out, first, per * row_len, threads)
+        elif threads <= 1 or (rows + per - 1) // per >= threads:
             _run(OP_UNITBALL, &p, out, first, per * row_len, threads)
         else:
             _run(OP_UNIFORM, &p, out, first, _CHUNK, threads)
             _run_normalize(out, row_len, (rows + threads - 1) // threads, threads)
 
 
-def truncated(real[::1] out, uint64_t seed, uint64_t stream, int64_t first, double p_lo, double p_span,
-              double mean, double scale, double lo, double hi, int threads):
+def truncated(element[::1] out, uint64_t seed, uint64_t stream, int64_t first, double p_lo, double p_span,
+              double mean, double scale, double lo, double hi, int threads, bint bf16=False):
     """truncated_gaussian by the inverse CDF: ``min(hi, max(lo, mean + scale * ndtri(p_lo + p_span * u)))``."""
-    cdef Params p = _params(seed, stream, 0, 0, -1, 0)
+    cdef Params p = _params(seed, stream, 0, 0, -1, 0, bf16)
     p.trunc.p_lo = p_lo
     p.trunc.p_span = p_span
     p.trunc.mean = mean
@@ -200,10 +245,10 @@ def truncated(real[::1] out, uint64_t seed, uint64_t stream, int64_t first, doub
         _run(OP_TRUNCATED, &p, out, first, _CHUNK, threads)
 
 
-def diagonal(real[::1] out, int64_t first, int64_t in_channels, int64_t spatial, int64_t center,
-             int64_t per_group, double value, int threads):
+def diagonal(element[::1] out, int64_t first, int64_t in_channels, int64_t spatial, int64_t center,
+             int64_t per_group, double value, int threads, bint bf16=False):
     """dirac / identity / eye: zeros except ``value`` at ``(o, o % per_group, center)`` (see common.h)."""
-    cdef Params p = _params(0, 0, value, 0, -1, 0)
+    cdef Params p = _params(0, 0, value, 0, -1, 0, bf16)
     p.in_channels = in_channels
     p.spatial = spatial
     p.center = center
@@ -212,16 +257,16 @@ def diagonal(real[::1] out, int64_t first, int64_t in_channels, int64_t spatial,
         _run(OP_DIAGONAL, &p, out, first, _CHUNK, threads)
 
 
-def constant(real[::1] out, double value, int threads):
+def constant(element[::1] out, double value, int threads, bint bf16=False):
     """Every element set to ``value``."""
-    cdef Params p = _params(0, 0, value, 0, -1, 0)
+    cdef Params p = _params(0, 0, value, 0, -1, 0, bf16)
     with nogil:
         _run(OP_CONSTANT, &p, out, 0, _CHUNK, threads)
 
 
-def bilinear(real[::1] out, int64_t first, int64_t kernel, int threads):
+def bilinear(element[::1] out, int64_t first, int64_t kernel, int threads, bint bf16=False):
     """Caffe's bilinear upsampling weights for a ``kernel`` x ``kernel`` filter."""
-    cdef Params p = _params(0, 0, 0, 0, -1, kernel)
+    cdef Params p = _params(0, 0, 0, 0, -1, kernel, bf16)
     with nogil:
         _run(OP_BILINEAR, &p, out, first, _CHUNK, threads)
 
