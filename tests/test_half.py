@@ -18,7 +18,8 @@ def _bits(a):
     return a.view(np.uint16)
 
 
-def test_rounding_of_every_float32_class():
+@pytest.mark.parametrize("path", _kernels.simd_paths())
+def test_rounding_of_every_float32_class(path):
     # A sweep of float32 bit patterns (every exponent, ties and near-ties in the low bits) plus the edges:
     # float16 subnormals, the largest finite float16 and the overflow threshold 65520.
     sweep = np.arange(0, 2**32, 2**32 // (1 << 14), dtype=np.uint64).astype(np.uint32)
@@ -31,7 +32,11 @@ def test_rounding_of_every_float32_class():
     values = values[~np.isnan(values)]
     for dtype, bf16 in ((np.float16, False), (BF16, True)):
         out = np.empty(values.size, np.uint16)
-        _kernels.round_half(values, out, bf16)
+        _kernels.set_simd_path(path)
+        try:
+            _kernels.round_half(values, out, bf16)
+        finally:
+            _kernels.set_simd_path("auto")
         with np.errstate(over="ignore"):  # numpy warns when it rounds to infinity, as it should
             expected = _bits(values.astype(dtype))
         np.testing.assert_array_equal(out, expected, err_msg=str(dtype))

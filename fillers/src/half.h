@@ -3,7 +3,8 @@
  * A half-precision fill computes each float32 element exactly as a float32 fill does and rounds it once,
  * FL_HALF_TILE elements at a time through a small buffer on the stack (never a float32 copy of the blob).
  * float16 is IEEE binary16 (subnormals, overflow to infinity); bfloat16 keeps float32's exponent and the
- * top 8 significand bits. */
+ * top 8 significand bits.  The AVX2 and AVX-512 dispatch paths convert float16 with F16C; all paths give the
+ * same bits. */
 #ifndef FILLERS_HALF_H
 #define FILLERS_HALF_H
 
