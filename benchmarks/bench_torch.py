@@ -1,30 +1,25 @@
 """fillers.torch against torch.nn.init: the same job on the same tensor, timed in one run.
 
-Usage::
+Every initializer of :mod:`fillers.torch` fills a torch tensor in place (orthogonal_: a 1024 x 4096 matrix,
+whose cost is the QR decomposition) in float32, float16 and bfloat16, and ``torch.nn.init``'s function with
+the same arguments fills the same tensor; each side is timed best-of-k, interleaved round by round (see
+``run.best_interleaved``), both on all cores.  The issue's targets: >= 4x torch on float32, >= 2x on float16.
 
-    python benchmarks/bench_torch.py [--quick] [--out benchmarks/results_torch.json] [--readme README.md]
-
-Every initializer of :mod:`fillers.torch` fills a 32 Mi-element torch tensor in place (orthogonal_: a
-1024 x 4096 matrix, whose cost is the QR decomposition) in float32, float16 and bfloat16, and
-``torch.nn.init``'s function with the same arguments fills the same tensor; each side is timed best-of-k,
-interleaved (see ``run.best_interleaved``), both on all cores.  Prints the table and the issue's targets
-(>= 4x torch on float32, >= 2x on float16), writes the results file and, with ``--readme``, the table
-between the README's torch-benchmark-table markers.  ``--quick`` uses 2 Mi elements (a smoke test).
+A section of ``benchmarks/run.py`` (its results and README table include it); alone:
+``python benchmarks/bench_torch.py`` prints the table and writes ``benchmarks/results_torch.json``.
 """
 from __future__ import annotations
 
-import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
 
-from run import HERE, best_interleaved, machine, update_readme
-
-import fillers.torch as ours
+from run import best_interleaved
 
 TARGETS = {"float32": 4.0, "float16": 2.0}
-MARKER = "torch-benchmark-table"
+DTYPES = ("float32", "float16", "bfloat16")
 
 
 def jobs(n: int) -> list[tuple[str, tuple[int, ...], dict]]:
@@ -48,78 +43,76 @@ def jobs(n: int) -> list[tuple[str, tuple[int, ...], dict]]:
     ]
 
 
-def bench(torch, n: int, dtype: str, k: int) -> list[dict]:
+def run(size: int = 32 << 20, repeat: int = 5) -> dict | None:
+    """Time every job in every dtype; None when torch is not installed."""
+    try:
+        import torch
+    except ImportError:
+        return None
+    import fillers.torch as ours
+
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
     rows = []
-    for name, shape, kwargs in jobs(n):
-        t = torch.zeros(shape, dtype=getattr(torch, dtype))  # pages faulted in once, outside the timing
-        mine, theirs = getattr(ours, name), getattr(torch.nn.init, name)
-        best = best_interleaved({"ours": lambda: mine(t, **kwargs), "torch": lambda: theirs(t, **kwargs)}, k)
-        count = t.numel()
-        row = {"function": name, "dtype": dtype, "shape": list(shape), "n": count, "seconds": best["ours"],
-               "torch_seconds": best["torch"], "mfloat_s": count / best["ours"] / 1e6,
-               "ratio_torch": best["torch"] / best["ours"]}
-        print(f"{name:<18} {dtype:<9} {row['mfloat_s']:>9.0f} {row['torch_seconds'] * 1e3:>9.1f} "
-              f"{row['seconds'] * 1e3:>9.1f} {row['ratio_torch']:>8.2f}", flush=True)
-        rows.append(row)
-    return rows
+    for dtype in DTYPES:
+        for name, shape, kwargs in jobs(size):
+            t = torch.zeros(shape, dtype=getattr(torch, dtype))  # pages faulted in once, outside the timing
+            mine, theirs = getattr(ours, name), getattr(torch.nn.init, name)
+            fns = {"ours": lambda: mine(t, **kwargs), "torch": lambda: theirs(t, **kwargs)}
+            try:
+                theirs(t, **kwargs)
+            except (NotImplementedError, RuntimeError):  # torch's orthogonal_ has no half-precision QR
+                del fns["torch"]
+            best = best_interleaved(fns, repeat)
+            t_torch = best.get("torch")
+            rows.append({"function": name, "dtype": dtype, "shape": list(shape), "n": t.numel(),
+                         "seconds": best["ours"], "torch_seconds": t_torch,
+                         "mfloat_s": t.numel() / best["ours"] / 1e6,
+                         "ratio_torch": t_torch / best["ours"] if t_torch else None})
+    return {"elements": size, "best_of": repeat, "torch": torch.__version__, "torch_threads": torch.get_num_threads(),
+            "load_average_1min": load, "rows": rows}
 
 
-def check_targets(rows: list[dict]) -> list[str]:
+def targets(results: dict) -> list[str]:
+    """The issue's targets, one line per (function, dtype) that has one."""
     lines = []
-    for row in rows:
-        target = TARGETS.get(row["dtype"])
-        if target is not None:
-            ok = "ok  " if row["ratio_torch"] >= target else "MISS"
-            lines.append(f"  {ok} {row['function']} {row['dtype']}: {row['ratio_torch']:.2f}x (target >= {target}x)")
+    for r in results["rows"]:
+        target = TARGETS.get(r["dtype"])
+        if target is not None and r["ratio_torch"] is not None:
+            ok = "ok  " if r["ratio_torch"] >= target else "MISS"
+            lines.append(f"  {ok} {r['function']} {r['dtype']}: {r['ratio_torch']:.2f}x (target >= {target}x)")
     return lines
 
 
 def markdown(results: dict) -> str:
-    m = results["machine"]
-    lines = [f"{m['cpu']}, {m['cores']} cores, SIMD path {m['simd_path']}; torch {m['torch']} "
-             f"({m['torch_threads']} threads); {results['elements'] >> 20} Mi elements "
-             f"(orthogonal_: {results['orthogonal_shape'][0]} x {results['orthogonal_shape'][1]}), best of "
-             f"{results['best_of']}, {results['date'][:10]}.", "",
+    """The README's table of this section."""
+    lines = [f"`fillers.torch` vs `torch.nn.init` {results['torch']} ({results['torch_threads']} threads) on the "
+             f"same tensor, {results['elements'] >> 20} Mi elements (orthogonal_: 1024 x 4096), best of "
+             f"{results['best_of']}:", "",
              "| function | dtype | Mfloat/s | torch.nn.init ms | fillers.torch ms | x torch |",
              "|---|---|---:|---:|---:|---:|"]
     for r in results["rows"]:
-        lines.append(f"| `{r['function']}` | {r['dtype']} | {r['mfloat_s']:.0f} | {r['torch_seconds'] * 1e3:.1f} | "
-                     f"{r['seconds'] * 1e3:.1f} | {r['ratio_torch']:.2f} |")
+        torch_ms, ratio = ("unsupported", "-") if r["ratio_torch"] is None else (
+            f"{r['torch_seconds'] * 1e3:.1f}", f"{r['ratio_torch']:.2f}")
+        lines.append(f"| `{r['function']}` | {r['dtype']} | {r['mfloat_s']:.0f} | {torch_ms} | "
+                     f"{r['seconds'] * 1e3:.1f} | {ratio} |")
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="2 Mi elements, fewer repeats (smoke test)")
-    parser.add_argument("--out", type=Path, default=HERE / "results_torch.json", help="where to write the results")
-    parser.add_argument("--readme", type=Path, help="also rewrite the table in this README")
-    args = parser.parse_args(argv)
-    import torch
-
-    n = (2 if args.quick else 32) << 20
-    k = 2 if args.quick else 5
-    info = machine(torch)
-    print(f"{info['cpu']}, {info['cores']} cores, SIMD path {info['simd_path']}; torch {info['torch']}; "
-          f"{n >> 20} Mi elements, best of {k}\n")
-    print(f"{'function':<18} {'dtype':<9} {'Mfloat/s':>9} {'torch ms':>9} {'ours ms':>9} {'x torch':>8}")
-    started = time.perf_counter()
-    rows = []
-    for dtype in ("float32", "float16", "bfloat16"):
-        rows += bench(torch, n, dtype, k)
-    summary = check_targets(rows)
-    print("\ntargets (issue 12):\n" + "\n".join(summary))
-    results = {"machine": info, "elements": n, "orthogonal_shape": dict((j[0], j[1]) for j in jobs(n))["orthogonal_"],
-               "best_of": k, "rows": rows, "targets": summary, "seconds": time.perf_counter() - started,
-               "date": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
-    tmp = args.out.with_suffix(args.out.suffix + ".tmp")
-    tmp.write_text(json.dumps(results, indent=1) + "\n")
-    tmp.replace(args.out)
-    print(f"wrote {args.out}")
-    if args.readme:
-        update_readme(args.readme, markdown(results), MARKER)
-        print(f"updated {args.readme}")
-    return 0
+def report(results: dict | None) -> str:
+    if results is None:
+        return "fillers.torch vs torch.nn.init: skipped (torch not installed)"
+    load = results["load_average_1min"]
+    return (markdown(results) + (f"\n\nload average before: {load:.1f}" if load is not None else "")
+            + "\n\ntargets (issue 12):\n" + "\n".join(targets(results)))
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    started = time.perf_counter()
+    section = run()
+    print(report(section))
+    if section is not None:
+        section["seconds"] = time.perf_counter() - started
+        out = Path(__file__).resolve().parent / "results_torch.json"
+        out.write_text(json.dumps(section, indent=1) + "\n")
+        print(f"wrote {out}")
+    sys.exit(0 if section is not None else 1)

@@ -287,7 +287,8 @@ def torch_create(torch, blobs) -> list:
 
 def bench_section(name: str, **kwargs) -> dict | None:
     """The section in ``benchmarks/<name>.py`` (its ``run(**kwargs)``, printed with its ``report``), when
-    present: bench_caffe (the Caffe-exact stream), bench_busy (all cores with one core busy)."""
+    present: bench_caffe (the Caffe-exact stream), bench_busy (all cores with one core busy), bench_torch
+    (fillers.torch against torch.nn.init)."""
     path = HERE / f"{name}.py"
     if not path.exists():
         return None
@@ -388,12 +389,16 @@ def markdown(results: dict) -> str:
         lines.append(f"One core kept busy by another process: all {busy['threads']} threads vs one thread (median "
                      f"time ratio, >= 1 is not slower) "
                      + ", ".join(f"{k} {v['ratio']:.2f}x" for k, v in busy["fillers"].items()) + ".")
+    if results.get("torch_init"):
+        from bench_torch import markdown as torch_markdown
+
+        lines += ["", torch_markdown(results["torch_init"])]
     return "\n".join(lines)
 
 
-def update_readme(path: Path, table: str, marker: str = "benchmark-table") -> None:
-    """Replace what lies between the README's ``marker`` comments."""
-    begin, end = f"<!-- {marker} -->", f"<!-- /{marker} -->"
+def update_readme(path: Path, table: str) -> None:
+    """Replace what lies between the README's benchmark-table markers."""
+    begin, end = "<!-- benchmark-table -->", "<!-- /benchmark-table -->"
     text = path.read_text()
     if begin not in text or end not in text:
         raise SystemExit(f"{path}: no {begin} ... {end} markers")
@@ -425,6 +430,7 @@ def main(argv: list[str] | None = None) -> int:
                                        "VGG-19 (weights gaussian std 0.01)")
     caffe = bench_section("bench_caffe", size=n, repeat=max(2, k - 2))
     busy = bench_section("bench_busy", size=n, repeat=2 * k - 1)
+    torch_init = bench_section("bench_torch", size=n // 2, repeat=k)
     elapsed = time.perf_counter() - started
 
     summary = check_targets(rows, rss, fill_net) if not args.quick else []
@@ -435,7 +441,7 @@ def main(argv: list[str] | None = None) -> int:
 
     results = {"machine": info, "elements": n, "best_of": k, "threads": threads, "fillers": rows,
                "rss": rss, "fill_net_vgg19": fill_net, "fill_net_vgg19_gaussian": fill_net_gaussian,
-               "caffe": caffe, "busy_neighbour": busy, "targets": summary,
+               "caffe": caffe, "busy_neighbour": busy, "torch_init": torch_init, "targets": summary,
                "seconds": elapsed, "date": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
     tmp = args.out.with_suffix(args.out.suffix + ".tmp")
     tmp.write_text(json.dumps(results, indent=1) + "\n")

@@ -309,3 +309,20 @@ def test_dirac_and_eye_equal_torch():
         np.testing.assert_array_equal(fillers.fill(np.empty(shape, np.float32), {"type": "dirac", "groups": groups}), ref)
     np.testing.assert_array_equal(fillers.fill(np.empty((3, 7), np.float32), "eye"),
                                   torch.nn.init.eye_(torch.empty(3, 7)).numpy())
+
+
+NET = '''name: "modern" layer { name: "data" type: "Input" top: "data" input_param { shape { dim: 1 dim: 3 dim: 8 dim: 8 } } }
+layer { name: "conv1" type: "Convolution" bottom: "data" top: "c" convolution_param { num_output: 16 kernel_size: 3
+  weight_filler { type: "kaiming_normal" nonlinearity: "relu" } bias_filler { type: "truncated_gaussian" std: 0.1 } } }'''
+
+
+def test_fill_net_with_modern_fillers():
+    net = fillers.load_net(NET)
+    params = fillers.fill_net(net, seed=1)
+    weight, bias = params["conv1"]
+    assert weight.shape == (16, 3, 3, 3) and np.abs(bias).max() <= np.float32(0.2)
+    expected = fillers.fill(np.empty((16, 3, 3, 3), np.float32), "kaiming_normal",
+                            seed=1, stream=fillers.philox_stream("conv1", 0))
+    np.testing.assert_array_equal(weight, expected)
+    with pytest.raises(fillers.FillerError, match="layer 'conv1'.*blob 0.*not one of Caffe's"):
+        fillers.fill_net(net, seed=1, rng="caffe")
