@@ -217,9 +217,9 @@ def resolve(param: FillerParameter, shape: tuple[int, ...], dtype: np.dtype) -> 
         raise FillerError(f"unknown filler type {kind!r}; valid types: {', '.join(FILLER_TYPES)}")
     if kind in MODERN_TYPES:
         return _resolve_modern(param, shape, np.dtype(dt))
-    for field in _OWN_FIELDS:
-        if param.HasField(field) and field not in _CAFFE_ACCEPTS.get(kind, ()):
-            raise FillerError(f"filler {kind!r}: {field} is not a parameter of Caffe's {kind} filler")
+    for field, _ in param.ListFields():
+        if field.name in _OWN_FIELDS and field.name not in _CAFFE_ACCEPTS.get(kind, ()):
+            raise FillerError(f"filler {kind!r}: {field.name} is not a parameter of Caffe's {kind} filler")
     if param.scale != 1:  # field 9 of Intel's Caffe fork, which BVLC's fillers do not know
         raise FillerError(
             f"filler {kind!r}: scale={param.scale} (Intel Caffe's FillerParameter field 9) is not supported; "

@@ -25,11 +25,13 @@ Importing this module imports torch.
 """
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import torch
 
 from fillers._fill import fill
+from fillers._params import FillerParameter
 
 __all__ = [
     "constant_", "dirac_", "eye_", "kaiming_normal_", "kaiming_uniform_", "normal_", "ones_", "orthogonal_",
@@ -45,9 +47,19 @@ def _key(generator: torch.Generator | None) -> int:
     return int(draw.item()) & (2**64 - 1)
 
 
+@functools.lru_cache(maxsize=256)
+def _parameter(fields: tuple) -> FillerParameter:
+    """The FillerParameter of these (field, value) pairs, made once (a model's layers repeat a few)."""
+    return FillerParameter(**dict(fields))
+
+
 def _fill(tensor: Any, filler: dict, generator: torch.Generator | None = None, draws: bool = True) -> Any:
     target = tensor.detach() if isinstance(tensor, torch.Tensor) else tensor
-    fill(target, filler, seed=_key(generator) if draws else 0)
+    try:
+        param = _parameter(tuple(filler.items()))
+    except (TypeError, ValueError):  # a value protobuf refuses (wrong type, out of range): fill names it
+        param = filler
+    fill(target, param, seed=_key(generator) if draws else 0)
     return tensor
 
 
