@@ -49,10 +49,13 @@ cdef extern from "src/common.h" nogil:
         FL_ROWS_AT_ONCE
     void fl_constant_f32(int64_t n, float value, float *out) noexcept
     void fl_constant_f64(int64_t n, double value, double *out) noexcept
+    void fl_constant_u16(int64_t n, uint16_t value, uint16_t *out) noexcept
     void fl_diagonal_f32(int64_t first, int64_t n, int64_t in_channels, int64_t spatial, int64_t center,
                          int64_t per_group, float value, float *out) noexcept
     void fl_diagonal_f64(int64_t first, int64_t n, int64_t in_channels, int64_t spatial, int64_t center,
                          int64_t per_group, double value, double *out) noexcept
+    void fl_diagonal_u16(int64_t first, int64_t n, int64_t in_channels, int64_t spatial, int64_t center,
+                         int64_t per_group, uint16_t value, uint16_t *out) noexcept
     void fl_bilinear_f32(int64_t first, int64_t n, int64_t k, float *out) noexcept
     void fl_bilinear_f64(int64_t first, int64_t n, int64_t k, double *out) noexcept
     void fl_normalize_rows_f32(float *data, int64_t rows, int64_t row_len) noexcept

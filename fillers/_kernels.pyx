@@ -17,7 +17,7 @@ from libc.stdint cimport int64_t, uint16_t, uint32_t, uint64_t
 
 from fillers._cdefs cimport (
     FL_ROWS_AT_ONCE, FL_SIMD_COUNT, fl_bilinear_f32, fl_bilinear_f64, fl_constant_f32, fl_constant_f64,
-    fl_diagonal_f32, fl_diagonal_f64, fl_philox_truncated_f32, fl_philox_truncated_f64, fl_truncated_params,
+    fl_constant_u16, fl_diagonal_f32, fl_diagonal_f64, fl_diagonal_u16, fl_philox_truncated_f32, fl_philox_truncated_f64, fl_truncated_params,
     fl_normalize_rows_f32,
     fl_normalize_rows_f64, fl_philox4x32_10, fl_pool_for, fl_pool_max_threads, fl_pool_threads, fl_philox_gaussian_f32, fl_philox_gaussian_f64, fl_philox_key,
     fl_philox_raw, fl_philox_sparsify_f32, fl_philox_sparsify_f64, fl_philox_uniform_f32, fl_philox_uniform_f64,
@@ -129,11 +129,21 @@ cdef inline void _run_chunk(Op op, const Params *p, int64_t first, int64_t n, re
 
 
 cdef void _run_chunk_half(Op op, const Params *p, int64_t first, int64_t n, uint16_t *out) noexcept nogil:
-    """``op`` in float32, a tile at a time, rounded to float16/bfloat16 (unitball: whole rows, see half.h)."""
+    """``op`` in float32, a tile at a time, rounded to float16/bfloat16 (unitball: whole rows, see half.h;
+    constant and diagonal: their one value rounded once, then written as bits)."""
     cdef float tile[FL_HALF_TILE]
+    cdef float value = <float>p.a
+    cdef uint16_t bits
     cdef int64_t j = 0, m
     if op == OP_UNITBALL:
         fl_philox_unitball_half(&p.key, first, n // p.k, p.k, p.half, out)
+        return
+    if op == OP_CONSTANT or op == OP_DIAGONAL:
+        fl_round_half(&value, 1, p.half, &bits)
+        if op == OP_CONSTANT:
+            fl_constant_u16(n, bits, out)
+        else:
+            fl_diagonal_u16(first, n, p.in_channels, p.spatial, p.center, p.per_group, bits, out)
         return
     while j < n:
         m = min(<int64_t>FL_HALF_TILE, n - j)
