@@ -32,6 +32,7 @@ from fillers.errors import (
     PrototxtError,
     PrototxtWarning,
     ShapeError,
+    ShapeWarning,
 )
 from fillers.io import load, save
 from fillers.net import fill_net, philox_stream
@@ -66,6 +67,7 @@ __all__ = [
     "register_layer",
     "save",
     "ShapeError",
+    "ShapeWarning",
     "upgrade_net",
 ]
 

@@ -16,6 +16,7 @@ __all__ = [
     "FillersError",
     "PrototxtError",
     "PrototxtWarning",
+    "ShapeWarning",
     "ShapeError",
 ]
 
@@ -78,6 +79,10 @@ class PrototxtError(FillersError):
 
 class PrototxtWarning(UserWarning):
     """Something in a prototxt was skipped or reinterpreted in lenient mode."""
+
+
+class ShapeWarning(UserWarning):
+    """Shape inference passed over something it could not set up (a layer of a type it does not know)."""
 
 
 class ShapeError(FillersError):

@@ -82,6 +82,7 @@ def fill_net(
     dtype: Any = np.float32,
     inputs: Mapping[str, Sequence[int]] | None = None,
     phase: str | int = "TEST",
+    strict: bool = False,
     threads: int | None = None,
     progress: bool = False,
 ) -> dict[str, list[np.ndarray]]:
@@ -97,7 +98,7 @@ def fill_net(
         The stream (see the module notes).
     dtype : float32 or float64
         Caffe's ``Dtype``.
-    inputs, phase
+    inputs, phase, strict
         As for :func:`fillers.infer_shapes`.
     threads : int, optional
         Worker threads for ``rng="philox"`` (never changes the values); must be ``None`` for Caffe's
@@ -134,7 +135,8 @@ def fill_net(
     if rng == "caffe" and threads is not None:
         raise ValueError("threads does not apply with rng='caffe': Caffe's stream is sequential")
     caffe_rng = CaffeRNG(seed) if rng == "caffe" else None
-    layers = infer_shapes(load_net(net) if isinstance(net, (str, os.PathLike)) else net, inputs=inputs, phase=phase)
+    layers = infer_shapes(load_net(net) if isinstance(net, (str, os.PathLike)) else net, inputs=inputs, phase=phase,
+                          strict=strict)
     keys = _keys(layers)
     runs = [(key, layer, _runs(layer, caffe_rng is not None)) for key, layer in zip(keys, layers)]
     out: dict[str, list[np.ndarray]] = {}

@@ -554,9 +554,9 @@ def test_dummy_and_memory_data_draw_nothing():
     assert [(l.blobs[0].shape, l.raw_draws_before) for l in result] == [((3, 60), 0), ((3, 9), 0)]
 
 
-def test_unknown_layer_type():
-    with pytest.raises(ShapeError, match="unknown layer type 'Mystery'"):
-        infer_shapes(net('layer { name: "m" type: "Mystery" top: "x" }'))
+def test_unknown_layer_type_is_an_error_when_strict():
+    with pytest.raises(ShapeError, match="unknown layer type 'Mystery'.*--like Mystery=KNOWN.*--plugin"):
+        infer_shapes(net('layer { name: "m" type: "Mystery" top: "x" }'), strict=True)
 
 
 def test_unknown_bottom():
