@@ -6,12 +6,16 @@ Exit codes: 0 success, 2 usage error (argparse), 1 any other error, reported as 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import errno
+import importlib.util
 import json
 import math
+import os
 import sys
 import time
 import warnings
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import numpy as np
 from google.protobuf import json_format
@@ -30,6 +34,14 @@ def _input_shape(text: str) -> tuple[str, tuple[int, ...]]:
     if not sep or not name or shape is None or any(d < 0 for d in shape):
         raise argparse.ArgumentTypeError(f"expected NAME=D0,D1,... with non-negative integers, got {text!r}")
     return name, shape
+
+
+def _like(text: str) -> tuple[str, str]:
+    """Parse ``TYPE=KNOWN`` (argparse type)."""
+    name, sep, known = text.partition("=")
+    if not sep or not name.strip() or not known.strip():
+        raise argparse.ArgumentTypeError(f"expected TYPE=KNOWN_TYPE, got {text!r}")
+    return name.strip(), known.strip()
 
 
 def _positive_int(text: str) -> int:
@@ -65,6 +77,12 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("--input", metavar="NAME=D0,D1,...", type=_input_shape, action="append", default=[],
                          help="shape of a top (overrides the net; repeatable)")
         sub.add_argument("--phase", choices=("TEST", "TRAIN"), default="TEST", help="net phase (default TEST)")
+        sub.add_argument("--like", metavar="TYPE=KNOWN", type=_like, action="append", default=[],
+                         help="read layers of type TYPE as layers of the known type KNOWN (repeatable)")
+        sub.add_argument("--plugin", metavar="FILE.py", action="append", default=[],
+                         help="a Python file whose fillers.register_layer calls teach layer types (repeatable)")
+        sub.add_argument("--strict", action="store_true",
+                         help="a layer of an unknown type is an error (default: passed over with a warning)")
 
     fill = commands.add_parser("fill", help="fill every learnable blob and write them to a file")
     net_options(fill)
@@ -114,20 +132,58 @@ def filler_dict(filler) -> dict | None:
     return {"type": filler.type, **json_format.MessageToDict(filler, preserving_proto_field_name=True)}
 
 
+@contextlib.contextmanager
+def _layer_types(args: argparse.Namespace) -> Iterator[None]:
+    """The layer types ``--plugin`` files and ``--like`` options teach, registered for this command only."""
+    from fillers.shapes.context import LEARNABLE, RULES, register_layer
+
+    rules, learnable = dict(RULES), set(LEARNABLE)
+    try:
+        for number, path in enumerate(args.plugin):
+            _run_plugin(path, number)
+        for name, known in args.like:
+            try:
+                register_layer(name, like=known, replace=True)
+            except ValueError as err:
+                raise ValueError(f"--like {name}={known}: {err}") from None
+        yield
+    finally:
+        RULES.clear()
+        RULES.update(rules)
+        LEARNABLE.clear()
+        LEARNABLE.update(learnable)
+
+
+def _run_plugin(path: str, number: int) -> None:
+    """Execute a plugin file as a module (its register_layer calls teach fillers its layer types)."""
+    if not os.path.isfile(path):
+        raise FileNotFoundError(errno.ENOENT, "plugin file not found", path)
+    spec = importlib.util.spec_from_file_location(f"fillers_plugin_{number}", path)
+    if spec is None or spec.loader is None:
+        raise ValueError(f"--plugin {path}: not a Python file")
+    spec.loader.exec_module(importlib.util.module_from_spec(spec))
+
+
+def _type_name(layer) -> str:
+    return f"{layer.type} ({layer.variant})" if layer.variant else layer.type
+
+
 def _inspect(args: argparse.Namespace) -> int:
     from fillers import infer_shapes, load_net
 
-    layers = infer_shapes(load_net(args.net), inputs=dict(args.input), phase=args.phase)
+    net = load_net(args.net)
+    with _layer_types(args):
+        layers = infer_shapes(net, inputs=dict(args.input), phase=args.phase, strict=args.strict)
     blobs = [(layer, i, blob) for layer in layers for i, blob in enumerate(layer.blobs)]
     total = sum(math.prod(blob.shape) for *_, blob in blobs)
     if args.json:
-        rows = [{"layer": layer.name, "type": layer.type, "blob": i, "shape": list(blob.shape),
+        rows = [{"layer": layer.name, "type": layer.type, "variant": layer.variant, "blob": i, "shape": list(blob.shape),
                  "filler": filler_dict(blob.filler), "count": math.prod(blob.shape)} for layer, i, blob in blobs]
         json.dump({"layers": len(layers), "blobs": rows, "parameters": total}, sys.stdout, indent=1)
         print()
         return 0
     table = [("layer", "type", "blob", "shape", "filler", "params")]
-    table += [(layer.name, layer.type, str(i), "x".join(map(str, blob.shape)) or "()",
+    table += [(layer.name, _type_name(layer), str(i), "x".join(map(str, blob.shape)) or "()",
                describe_filler(blob.filler), f"{math.prod(blob.shape):,}") for layer, i, blob in blobs]
     widths = [max(len(row[c]) for row in table) for c in range(len(table[0]))]
     for row in table:
@@ -142,8 +198,9 @@ def _fill(args: argparse.Namespace) -> int:
 
     start = time.perf_counter()
     net = load_net(args.net)
-    params = fill_net(net, seed=args.seed, rng=args.rng, dtype=np.dtype(args.dtype), inputs=dict(args.input),
-                      phase=args.phase, threads=args.threads, progress=not args.quiet)
+    with _layer_types(args):
+        params = fill_net(net, seed=args.seed, rng=args.rng, dtype=np.dtype(args.dtype), inputs=dict(args.input),
+                          phase=args.phase, strict=args.strict, threads=args.threads, progress=not args.quiet)
     save(params, args.output, net=net)
     if not args.quiet:
         unique = {id(blob): blob for blobs in params.values() for blob in blobs}.values()
