@@ -234,6 +234,13 @@ class LayerContext:
             raise NeedsUnknown(self.bottom_names[i], shape)
         return shape
 
+    def known_bottom(self, i: int) -> Shape | None:
+        """The shape of bottom ``i``, or ``None`` when nobody can know it (for the checks a setup makes on a
+        bottom that shapes neither blobs nor tops, e.g. labels)."""
+        self.check(i < len(self._bottoms), f"needs at least {i + 1} bottom blob(s), has {len(self._bottoms)}")
+        shape = self._bottoms[i]
+        return None if isinstance(shape, Unknown) else shape
+
     # -- Blob helpers, as Caffe's Blob computes them ----------------------------------------------------
     def axis(self, axis: int, shape: Shape) -> int:
         """``Blob::CanonicalAxisIndex``."""

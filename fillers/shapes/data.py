@@ -161,6 +161,51 @@ def _dense_image_data(layer: LayerContext) -> list[Shape | Unknown]:
     return [data, _label_like(layer, data)][: layer.num_tops]
 
 
+def _video_top(layer: LayerContext, batch: int, channels: int, length: int, hw: tuple[int, int], source: str,
+               label: Shape) -> list[Shape | Unknown]:
+    """A video clip batch (N, C, length, H, W) and its labels; the frame size comes from the videos when
+    no crop or resize fixes it."""
+    layer.check(length > 0, "new_length must be positive")
+    if hw[0] and hw[1]:
+        data: Shape | Unknown = layer.shape((batch, channels, length, *hw))
+    else:
+        data = Unknown(f"layer {layer.param.name!r} (VideoData): the frame size comes from the videos listed "
+                       f"in {source!r} (no crop_size, new_height or new_width)")
+    return [data, label][: layer.num_tops]
+
+
+@rule("VideoData")
+def _video_data(layer: LayerContext) -> list[Shape | Unknown]:
+    """Three forks' layers of one name, told apart by their parameters.
+
+    - C3D v1.1 (facebook/C3D): ``video_data_param`` with C3D's fields; (batch, 3 or 1 (``is_color``),
+      new_length, H, W), H and W from ``transform_param`` crop_size, else new_height/new_width; labels
+      (batch,), or (batch, num_of_labels) with ``use_multiple_label``.
+    - C3D v1.0 (V1 ``VIDEO_DATA``): ``image_data_param`` with ``new_length``; (batch, 3, new_length, H, W),
+      H and W from its crop_size, else new_height/new_width; labels (batch, 1, 1, 1, 1).
+    - SSD (weiliu89/caffe): frames from a webcam or a video file (``video_type``): shapes from the frames.
+    """
+    vp = layer.param.video_data_param
+    c3d_fields = [f.name for f, _ in vp.ListFields() if f.number > 4]
+    if c3d_fields:
+        layer.variant = "VideoData_c3d"
+        layer.check(vp.batch_size > 0, "positive batch size required")
+        layer.check((vp.new_height == 0) == (vp.new_width == 0), "new_height and new_width must be set together")
+        crop = layer.param.transform_param.crop_size
+        label = (vp.batch_size, vp.num_of_labels) if vp.use_multiple_label else (vp.batch_size,)
+        return _video_top(layer, vp.batch_size, 3 if vp.is_color else 1, vp.new_length,
+                          (crop, crop) if crop else (vp.new_height, vp.new_width), vp.source, label)
+    ip = layer.param.image_data_param
+    if layer.param.HasField("image_data_param"):
+        layer.variant = "VideoData_c3d"
+        layer.check((ip.new_height == 0) == (ip.new_width == 0), "new_height and new_width must be set together")
+        hw = (ip.crop_size, ip.crop_size) if ip.crop_size else (ip.new_height, ip.new_width)
+        return _video_top(layer, ip.batch_size, 3, fork_field(ip, "new_length", 0), hw, ip.source,
+                          (ip.batch_size, 1, 1, 1, 1))
+    layer.variant = "VideoData_ssd"
+    return unknown_tops(layer, "SSD's video layer shapes its tops from the frames of a webcam or video file")
+
+
 @rule("HDF5Data")
 def _hdf5_data(layer: LayerContext) -> list[Shape | Unknown]:
     return unknown_tops(layer, f"its shapes come from the HDF5 files listed in "
