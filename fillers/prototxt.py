@@ -36,6 +36,7 @@ from google.protobuf.message import DecodeError, Message
 from google.protobuf.unknown_fields import UnknownFieldSet
 
 from . import caffe_pb2
+from .caffemodel import read_net
 from .errors import PrototxtError, PrototxtWarning
 
 __all__ = [
@@ -543,7 +544,12 @@ def _parse_binary(data: bytes, message_type: type[Message], name: str,
         msg.ParseFromString(data)
     except DecodeError as e:
         raise PrototxtError(f"not a binary {message_type.DESCRIPTOR.name} ({e})", name) from None
-    unknown = _unknown_binary_fields(msg, message_type.DESCRIPTOR.name)
+    return _check_unknown(msg, name, strict)
+
+
+def _check_unknown(msg: Message, name: str, strict: bool) -> Message:
+    """Warn about (strict: reject) the fields of a binary message the schema does not know."""
+    unknown = _unknown_binary_fields(msg, msg.DESCRIPTOR.name)
     if unknown:
         shown = ", ".join(unknown[:5]) + (" ..." if len(unknown) > 5 else "")
         if strict:
@@ -553,8 +559,21 @@ def _parse_binary(data: bytes, message_type: type[Message], name: str,
     return msg
 
 
+def _weights_path(source: Source) -> Path | None:
+    """The path of a ``.caffemodel``/``.binaryproto`` file named by ``source``, else None."""
+    if isinstance(source, (str, os.PathLike)) and not (isinstance(source, str) and _is_inline_text(source)):
+        path = Path(os.fspath(source))
+        if path.name.lower().endswith(BINARY_SUFFIXES):
+            return path
+    return None
+
+
 def _load(source: Source, message_type: type[Message], strict: bool
           ) -> tuple[ParsedText, _Input]:
+    path = _weights_path(source)
+    if path is not None and message_type is caffe_pb2.NetParameter:
+        # A weights file: mapped and parsed one layer at a time, never read whole into memory.
+        return ParsedText(_check_unknown(read_net(path), str(path), strict)), _Input(str(path), b"", path, True)
     inp = _read_source(source)
     data = inp.data
     if isinstance(data, bytes):

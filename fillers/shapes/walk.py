@@ -33,8 +33,8 @@ import numpy as np
 
 from fillers._params import resolve
 from fillers.caffe_pb2 import BlobProto, FillerParameter, LayerParameter, NetParameter, NetState, NetStateRule
+from fillers.caffemodel import blob_array, blob_shape
 from fillers.errors import ShapeError, ShapeWarning
-from fillers.io import blob_array, blob_shape
 from fillers.shapes.context import (LEARNABLE, RULES, BlobSpec, FillStep, LayerBlobs, LayerContext, NeedsUnknown,
                                     Shape, Unknown, count, input_hint, teach_hint)
 from fillers.upgrade import net_needs_upgrade, upgrade_net
