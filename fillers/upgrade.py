@@ -83,7 +83,8 @@ FORK_V1_TYPE_NAMES = {
     "ROI_POOLING": "ROIPooling", "SMOOTH_L1_LOSS": "SmoothL1Loss",
     # C3D v1.0 (facebook/C3D):
     "CONVOLUTION3D": "Convolution3D", "DECONVOLUTION3D": "Deconvolution3D", "POOLING3D": "Pooling3D",
-    "VIDEO_DATA": "VideoData",
+    "VIDEO_DATA": "VideoData", "VIDEO_SEGMENTATION_DATA": "VideoSegmentationData",
+    "VIDEO_WITH_VOXEL_TRUTH_DATA": "VideoWithVoxelTruthData",
 }
 
 

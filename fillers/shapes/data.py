@@ -128,7 +128,10 @@ def _annotated_data(layer: LayerContext) -> list[Shape | Unknown]:
         return layer.shape((batch, channels, crop_h, crop_w))
 
     label = Unknown(f"layer {layer.param.name!r} (AnnotatedData): the label rows are the boxes of a record")
-    return [guarded(layer, data), label][: layer.num_tops]
+    # eric612/MobileNet-YOLO's third top: segmentation labels, sized by the records' label maxima
+    segmentation = Unknown(f"layer {layer.param.name!r} (AnnotatedData): the segmentation label channels are the "
+                           "label maxima of the records")
+    return [guarded(layer, data), label, segmentation][: layer.num_tops]
 
 
 def _segmentation_data(layer: LayerContext, p: Any, crop_hw: tuple[int, int]) -> Shape | Unknown:
@@ -204,6 +207,14 @@ def _video_data(layer: LayerContext) -> list[Shape | Unknown]:
                           (ip.batch_size, 1, 1, 1, 1))
     layer.variant = "VideoData_ssd"
     return unknown_tops(layer, "SSD's video layer shapes its tops from the frames of a webcam or video file")
+
+
+@rule("VideoSegmentationData", "VideoWithVoxelTruthData")
+def _c3d_voxel_data(layer: LayerContext) -> list[Shape | Unknown]:
+    """C3D v1.0's video-to-video data layers: the clip's channels are the volume's less its truth channels,
+    known only from the videos."""
+    return unknown_tops(layer, f"the channels of its clips and truth come from the volumes listed in "
+                                f"{layer.param.image_data_param.source!r}")
 
 
 @rule("HDF5Data")
