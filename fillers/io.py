@@ -2,14 +2,16 @@
 
 Every writer goes through :func:`atomic_write`: the data goes to a temporary file in the target's directory,
 is flushed and synced, and only then renamed over the target, so an error or Ctrl-C leaves the old file
-untouched and no partial file behind.
+untouched and no partial file behind. A new file gets the mode ``open`` would give it (0666 less the umask); a
+replaced file keeps its mode.
 """
 from __future__ import annotations
 
 import contextlib
 import json
 import os
-import tempfile
+import secrets
+import stat
 from pathlib import Path
 from typing import IO, Iterable, Iterator, Mapping, Sequence, Union
 
@@ -25,6 +27,7 @@ Params = Mapping[str, Sequence[np.ndarray]]
 FORMATS = (".caffemodel.h5", ".caffemodel", ".h5", ".hdf5", ".npz", ".safetensors")
 
 _ORDER_KEY = "fillers.layers"  # safetensors metadata: the layer order
+_NPZ_METADATA = "__metadata__"  # npz entry: the metadata as a JSON object
 
 
 @contextlib.contextmanager
@@ -46,13 +49,20 @@ def atomic_write(path: PathLike, mode: str = "wb") -> Iterator[IO]:
     Notes
     -----
     On any exception, ``KeyboardInterrupt`` included, the temporary file is removed and ``path`` is left as it
-    was.
+    was. The file is created with mode 0666, which the system reduces by the umask, as for ``open``; when it
+    replaces a file, it gets that file's permission bits before anything is written. Text is written as UTF-8.
     """
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        os.close(fd)
-        with open(tmp, mode) as handle:
+        kept_mode: int | None = stat.S_IMODE(os.stat(path).st_mode)
+    except FileNotFoundError:
+        kept_mode = None
+    tmp = path.parent / f".{path.name}.{secrets.token_hex(8)}.tmp"
+    os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666))
+    try:
+        if kept_mode is not None:
+            os.chmod(tmp, kept_mode)
+        with open(tmp, mode, encoding=None if "b" in mode else "utf-8") as handle:
             yield handle
             handle.flush()
             os.fsync(handle.fileno())
@@ -113,7 +123,8 @@ def _write_caffemodel(params: Params, path: PathLike, net: caffe_pb2.NetParamete
             writer.add_layer(layer, blobs)
 
 
-def save(params: Params, path: PathLike, *, net: caffe_pb2.NetParameter | None = None) -> None:
+def save(params: Params, path: PathLike, *, net: caffe_pb2.NetParameter | None = None,
+         metadata: Mapping[str, str] | None = None, naming: str = "caffe") -> None:
     """Write filled parameters to ``path``, the format chosen by its extension.
 
     Parameters
@@ -125,14 +136,23 @@ def save(params: Params, path: PathLike, *, net: caffe_pb2.NetParameter | None =
         ``.h5`` / ``.caffemodel.h5`` (Caffe's HDF5 layout ``data/<layer>/<i>``; needs h5py),
         ``.npz`` (keys ``<layer>/<i>``) or ``.safetensors`` (keys ``<layer>.<i>``; needs safetensors).
     net : NetParameter, optional
-        The net the parameters belong to: its name and layer types go into a ``.caffemodel``.
+        The net the parameters belong to: its name and layer types go into a ``.caffemodel``, and
+        ``naming="torch"`` needs its layer types.  Default: ``params.net`` for what ``fill_net`` returned.
+    metadata : mapping of str to str, optional
+        Recorded in the file (safetensors metadata, HDF5 attributes of the root group, the ``__metadata__``
+        entry of an npz, a JSON object); :func:`read_metadata` reads it back.  A ``.caffemodel`` has no place
+        for it (its net name is left alone).  Default: ``params.metadata`` for what ``fill_net`` returned
+        (seed, rng, dtype, fillers version ...); given, it is added to that.
+    naming : {"caffe", "torch"}
+        ``"torch"`` writes PyTorch ``state_dict`` names (``conv1.weight``, ``conv1.bias``, BatchNorm's
+        ``running_mean``/``running_var`` ...) in ``.npz`` and ``.safetensors``: see :mod:`fillers.naming`.
 
     Raises
     ------
     ValueError
-        Unknown extension or invalid layer names.
+        Unknown extension or naming, invalid layer names, or ``naming="torch"`` for Caffe's formats.
     TypeError
-        A blob that is not a float32/float64 array.
+        A blob that is not a float32/float64 array, or metadata that is not str to str.
     ImportError
         h5py or safetensors missing for their formats (the message names the extra to install).
 
@@ -142,16 +162,34 @@ def save(params: Params, path: PathLike, *, net: caffe_pb2.NetParameter | None =
     """
     fmt = _format(path)
     _check_params(params)
+    net = net if net is not None else getattr(params, "net", None)
+    meta = {**getattr(params, "metadata", {}), **(metadata or {})}
+    if not all(isinstance(k, str) and isinstance(v, str) for k, v in meta.items()):
+        raise TypeError("metadata must map str to str")
+    if naming not in ("caffe", "torch"):
+        raise ValueError(f"naming must be 'caffe' or 'torch', got {naming!r}")
+    if naming == "torch":
+        if fmt not in (".npz", ".safetensors"):
+            raise ValueError(f"naming='torch' applies to .npz and .safetensors; {fmt} keeps Caffe's layout")
+        from fillers.naming import torch_state_dict
+
+        tensors = torch_state_dict(params, net)
+        meta["fillers.naming"] = "torch"
+    else:
+        sep = "/" if fmt == ".npz" else "."
+        tensors = {f"{layer}{sep}{i}": blob for layer, blobs in params.items() for i, blob in enumerate(blobs)}
     if fmt == ".caffemodel":
         _write_caffemodel(params, path, net)
     elif fmt == ".npz":
+        if meta:  # first, as fill_net(out=...) streams it
+            tensors = {_NPZ_METADATA: np.array(json.dumps(meta)), **tensors}
         with atomic_write(path) as handle:
-            np.savez(handle, **{f"{layer}/{i}": blob for layer, blobs in params.items()
-                                for i, blob in enumerate(blobs)})
+            np.savez(handle, **tensors)
     elif fmt == ".h5":
         h5py = _optional("h5py", "h5")
         check_h5_names(params)
         with atomic_write(path) as handle, h5py.File(handle, "w", track_order=True) as h5:
+            h5.attrs.update(meta)
             data = h5.create_group("data", track_order=True)
             for layer, blobs in params.items():
                 group = data.create_group(layer, track_order=True)
@@ -159,12 +197,39 @@ def save(params: Params, path: PathLike, *, net: caffe_pb2.NetParameter | None =
                     group.create_dataset(str(i), data=blob)
     else:
         safetensors = _optional("safetensors.numpy", "safetensors")
-        tensors = {f"{layer}.{i}": np.require(blob, requirements="C") for layer, blobs in params.items()
-                   for i, blob in enumerate(blobs)}
+        tensors = {key: np.require(blob, requirements="C") for key, blob in tensors.items()}
         with atomic_write(path) as handle:
             # safetensors sorts its keys; the layer order travels in the metadata.
-            order = {_ORDER_KEY: json.dumps(list(params))}
-            safetensors.save_file(tensors, handle.name, metadata=order)  # by path, synced through handle
+            meta[_ORDER_KEY] = json.dumps(list(params))
+            safetensors.save_file(tensors, handle.name, metadata=meta)  # by path, synced through handle
+
+
+def read_metadata(path: PathLike) -> dict[str, str]:
+    """The metadata :func:`save` recorded in a file (``{}`` for a ``.caffemodel``, or a file without any).
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+
+    Returns
+    -------
+    dict of str to str
+        For a file written from :func:`fillers.fill_net`: ``fillers.seed``, ``fillers.rng``, ``fillers.dtype``,
+        ``fillers.version`` ... (a safetensors file also has ``fillers.layers``, its layer order).
+    """
+    fmt = _format(path)
+    if fmt == ".npz":
+        with np.load(path) as npz:
+            return json.loads(str(npz[_NPZ_METADATA])) if _NPZ_METADATA in npz.files else {}
+    if fmt == ".h5":
+        h5py = _optional("h5py", "h5")
+        with h5py.File(path, "r") as h5:
+            return {key: str(value) for key, value in h5.attrs.items()}
+    if fmt == ".safetensors":
+        safetensors = _optional("safetensors", "safetensors")
+        with safetensors.safe_open(os.fspath(path), "np") as handle:
+            return dict(handle.metadata() or {})
+    return {}
 
 
 def _nested(flat: Mapping[str, np.ndarray], sep: str) -> dict[str, list[np.ndarray]]:
@@ -194,7 +259,7 @@ def load(path: PathLike) -> dict[str, list[np.ndarray]]:
         return read_caffemodel(path)
     if fmt == ".npz":
         with np.load(path) as npz:
-            return _nested({key: npz[key] for key in npz.files}, "/")
+            return _nested({key: npz[key] for key in npz.files if key != _NPZ_METADATA}, "/")
     if fmt == ".h5":
         h5py = _optional("h5py", "h5")
         with h5py.File(path, "r") as h5:  # data/<layer>/<i>, layers in creation order where the file tracks it

@@ -1,6 +1,7 @@
 """save()/load(): four formats, round trips, Caffe's layouts, atomic writes."""
 import os
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -145,3 +146,33 @@ def test_a_0_axis_blob_loads_as_a_0_d_array_and_saves_again(tmp_path, suffix):
     blob = load(path)["prelu"][0]
     assert isinstance(blob, np.ndarray) and blob.shape == () and blob == np.float32(0.25)
     save(load(path), tmp_path / f"again{suffix}")
+
+
+@pytest.fixture(params=[0o022, 0o077], ids=["umask022", "umask077"])
+def umask(request):
+    old = os.umask(request.param)
+    yield request.param
+    os.umask(old)
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX permission bits")
+@pytest.mark.parametrize("text", [False, True], ids=["binary", "text"])
+def test_new_file_mode_honours_the_umask(tmp_path, umask, text):
+    path = tmp_path / "out"
+    with atomic_write(path, "w" if text else "wb") as handle:
+        handle.write("x" if text else b"x")
+    assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~umask
+    plain = tmp_path / "plain"
+    plain.write_bytes(b"")  # what open() gives under the same umask
+    assert stat.S_IMODE(path.stat().st_mode) == stat.S_IMODE(plain.stat().st_mode)
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX permission bits")
+@pytest.mark.parametrize("mode", [0o644, 0o600, 0o755, 0o640])
+def test_replaced_file_keeps_its_mode(tmp_path, umask, mode, params):
+    path = tmp_path / "w.npz"
+    path.write_bytes(b"old")
+    path.chmod(mode)
+    save(params, path)
+    assert stat.S_IMODE(path.stat().st_mode) == mode
+    assert list(load(path)) == list(params)

@@ -161,7 +161,8 @@ def test_cli_draws_a_byte_bar_on_a_terminal(tmp_path, monkeypatch):
         seen.append(kwargs["progress"])
         kwargs["progress"](10, 100)
         kwargs["progress"](100, 100)
-        return {"ip": [(10, 10)]}
+        return fillers.FilledNet({"ip": [(10, 10)]}, net=net, seed=1, rng="philox", dtype=np.dtype(np.float32),
+                                 report=fillers.FillReport(), metadata={})
 
     monkeypatch.setattr(fillers, "fill_net", spy)
     assert cli.main(["fill", "examples/lenet.prototxt", "-o", str(tmp_path / "x.npz")]) == 0

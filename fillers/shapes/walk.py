@@ -30,9 +30,11 @@ import warnings
 from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
+from google.protobuf.message import Message
 
 from fillers._params import resolve
-from fillers.caffe_pb2 import BlobProto, FillerParameter, LayerParameter, NetParameter, NetState, NetStateRule
+from fillers.caffe_pb2 import (BlobProto, FillerParameter, LayerParameter, NetParameter, NetState, NetStateRule,
+                               as_message)
 from fillers.caffemodel import blob_array, blob_shape
 from fillers.errors import ShapeError, ShapeWarning
 from fillers.shapes.context import (LEARNABLE, RULES, BlobSpec, FillStep, LayerBlobs, LayerContext, NeedsUnknown,
@@ -94,8 +96,9 @@ def _as_net(net: Any) -> NetParameter:
     if isinstance(net, (str, os.PathLike)):
         raise TypeError(f"net must be a NetParameter, not a path ({os.fspath(net)!r}): read the file with "
                         "fillers.load_net first")
-    if not isinstance(net, NetParameter):
+    if not isinstance(net, Message):
         raise TypeError(f"net must be a NetParameter, not {type(net).__name__}")
+    net = as_message(net, NetParameter)  # another schema's NetParameter (pycaffe's) through its bytes
     return upgrade_net(net) if net_needs_upgrade(net) else net
 
 
@@ -168,7 +171,7 @@ def infer_shapes(
     net: NetParameter,
     *,
     inputs: Mapping[str, Sequence[int]] | None = None,
-    phase: str | int = "TEST",
+    phase: str | int | None = "TEST",
     strict: bool = False,
 ) -> list[LayerBlobs]:
     """The learnable blobs of every layer, with shapes and fillers, in Caffe's order.
@@ -176,14 +179,17 @@ def infer_shapes(
     Parameters
     ----------
     net : NetParameter
-        The net, as :func:`fillers.load_net` returns it (V0/V1 messages are upgraded first).  Shape inference
+        The net, as :func:`fillers.load_net` returns it (V0/V1 messages are upgraded first; another schema's
+        ``NetParameter``, pycaffe's ``caffe_pb2``, is read through its serialized bytes).  Shape inference
         reads no file and converts no stored weights.
     inputs : mapping of str to sequence of int, optional
         Shapes for top blobs by name; they override whatever the net says (use them for data layers whose
         shapes come from data, ``Python`` layers, or to change an input size).
-    phase : {"TEST", "TRAIN"}
+    phase : {"TEST", "TRAIN"} or None
         The phase the net is built for.  As in ``caffe::Net(file, phase)`` it replaces ``state { phase }``,
         the level is 0 and the file's ``state { stage }`` entries are kept for the include/exclude rules.
+        ``None`` uses the net's ``state`` (phase, level, stages) as it is, as ``caffe::Net(NetParameter)``
+        does (a solver's train net, its ``train_state`` merged in).
     strict : bool
         A layer of a type no rule knows is an error.  Otherwise (the default) it is passed over with a
         :class:`~fillers.ShapeWarning`: its tops get unknown shapes (an in-place top keeps its bottom's), which
@@ -215,7 +221,7 @@ def infer_shapes(
     """
     if not isinstance(strict, bool):
         raise TypeError(f"strict must be a bool, got {type(strict).__name__}")
-    return _walk(_as_net(net), _check_inputs(inputs), _phase(phase), strict)
+    return _walk(_as_net(net), _check_inputs(inputs), None if phase is None else _phase(phase), strict)
 
 
 def _run_rule(layer: LayerContext, rule: Callable[[LayerContext], Any]) -> list[Shape | Unknown]:
@@ -289,11 +295,14 @@ def _pass_over(layer: LayerContext, index: int, strict: bool) -> list[Shape | Un
     return tops
 
 
-def _walk(net: NetParameter, inputs: dict[str, Shape], phase: int, strict: bool) -> list[LayerBlobs]:
+def _walk(net: NetParameter, inputs: dict[str, Shape], phase: int | None, strict: bool) -> list[LayerBlobs]:
     state = NetState()
     state.CopyFrom(net.state)
-    state.phase = phase
-    state.level = 0
+    if phase is None:
+        phase = state.phase
+    else:
+        state.phase = phase
+        state.level = 0
     blobs: dict[str, Shape | Unknown] = {}
     owners: dict[str, tuple[str, int, Shape]] = {}
     unused_inputs = set(inputs)
