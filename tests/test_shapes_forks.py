@@ -168,11 +168,18 @@ def test_c3d_v11_deconvolution_reads_bias_term_from_convolution_param():
     assert one(with_input((1, 3, 4, 4, 4), body % "convolution_param { bias_term: false }")) == [(3, 2, 2, 2, 2)]
 
 
-def test_c3d_video_data_tops():
+def test_video_data_tops_of_each_fork():
     v11 = ('layer { name: "d" type: "VideoData" top: "data" top: "label" video_data_param { source: "l" '
            'batch_size: 3 new_length: 4 new_height: 6 new_width: 7 is_color: false use_multiple_label: true '
            'num_of_labels: 5 } }' + ip("data", "p1") + ip("label", "p2"))
     assert [l.blobs[0].shape for l in infer_shapes(net(v11))] == [(3, 4 * 6 * 7), (3, 5)]
+    tsn = ('layer { name: "d" type: "VideoData" top: "data" top: "label" transform_param { crop_size: 8 } '
+           'video_data_param { source: "l" batch_size: 2 new_length: %s num_segments: 3 %s } }'
+           + ip("data", "p1") + ip("label", "p2"))
+    # TSN (yjxiong/caffe): segments x frames x (3 RGB / 2 flow) channels; FLOW is the default modality
+    assert [l.blobs[0].shape for l in infer_shapes(net(tsn % (1, "modality: RGB")))] == [(3, 9 * 8 * 8), (3, 1)]
+    assert [l.blobs[0].shape for l in infer_shapes(net(tsn % (5, "")))] == [(3, 30 * 8 * 8), (3, 1)]
+    assert infer_shapes(net(tsn % (1, "modality: RGB")))[0].variant == ""  # the probes learn, not the data layer
     ssd = ('layer { name: "d" type: "VideoData" top: "data" video_data_param { video_type: VIDEO video_file: "v" } }'
            + ip("data", "p1"))
     with pytest.raises(ShapeError, match="SSD's video layer shapes its tops from the frames"):
@@ -196,3 +203,13 @@ def test_zero_sized_learnable_blobs_are_refused():
         infer_shapes(net(with_input((1, 0, 4, 4), 'layer { name: "bn" type: "BatchNorm" bottom: "x" top: "x" }')))
     with pytest.raises(ShapeError, match="layer 'fc'.*with no elements"):
         infer_shapes(net(with_input((2, 0), ip("x"))))
+
+
+def test_a_variant_can_be_forced(capsys):
+    """`--like BN=BN_pspnet` reads every BN layer as PSPNet's, whatever it carries (for this command only)."""
+    path = str(FORKS / "segnet_bn_upsample.prototxt")
+    assert main(["inspect", path, "--like", "BN=BN_pspnet", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)["blobs"]
+    assert {row["variant"] for row in rows if row["type"] == "BN"} == {"BN_pspnet"}
+    assert [row["shape"] for row in rows if row["layer"] == "conv1_1_bn"] == [[1, 8, 1, 1]] * 4
+    assert layer_shapes(FORKS / "segnet_bn_upsample.prototxt")["conv1_1_bn"] == [(1, 8, 1, 1)] * 2
