@@ -69,7 +69,7 @@ def _continuation_indicator(layer: LayerContext) -> list[Shape | Unknown]:
     cp = layer.sub("continuation_indicator_param")
     layer.check(cp.batch_size > 0, "batch_size must be greater than 0")
     layer.check(cp.time_step > 0, "time_step must be greater than 0")
-    return [(cp.time_step, cp.batch_size)]
+    return [layer.shape((cp.time_step, cp.batch_size))]
 
 
 @rule("LSTMUnit")
