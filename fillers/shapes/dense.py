@@ -151,7 +151,7 @@ def _bn_segnet(layer: LayerContext) -> list[Shape | Unknown]:
 
 @rule("BN_pspnet", learnable=True)
 def _bn_pspnet(layer: LayerContext) -> list[Shape | Unknown]:
-    """PSPNet/ICNet batch normalization (hszhao/PSPNet): slope and bias from their fillers, then the moving
+    """PSPNet/ICNet batch normalization (hszhao/PSPNet; first in yjxiong/caffe, TSN's): slope and bias from their fillers, then the moving
     mean (zeros) and variance (ones when ``frozen``, else zeros), all (1, C, 1, 1); the top is the bottom's
     shape."""
     layer.variant = "BN_pspnet"
