@@ -343,8 +343,28 @@ def _upgrade(args: argparse.Namespace) -> int:
 COMMANDS = {"fill": _fill, "inspect": _inspect, "upgrade": _upgrade}
 
 
-def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:
-    print(f"fillers: warning: {message}", file=sys.stderr)
+def _warning_printer(net_path: str | None):
+    """``warnings.showwarning`` for the command line: one line per warning; a layer that shape inference
+    passed over is located at its ``file:line`` in the net file (read again only then)."""
+    lines: list[int | None] | None = None
+
+    def show(message, category, filename, lineno, file=None, line=None) -> None:
+        nonlocal lines
+        from fillers import FillersError, ShapeWarning
+        from fillers.prototxt import layer_lines
+
+        where = ""
+        if isinstance(message, ShapeWarning) and message.index is not None and net_path is not None:
+            if lines is None:
+                try:
+                    lines = layer_lines(net_path)
+                except (FillersError, OSError, UnicodeDecodeError):
+                    lines = []
+            if message.index < len(lines) and lines[message.index] is not None:
+                where = f"{net_path}:{lines[message.index]}: "
+        print(f"fillers: warning: {where}{message}", file=sys.stderr)
+
+    return show
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -355,7 +375,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("fill -o -: the weight formats are binary and are written to files only; give a file name")
     try:
         with warnings.catch_warnings():
-            warnings.showwarning = _one_line_warning
+            warnings.showwarning = _warning_printer(getattr(args, "net", None))
             return COMMANDS[args.command](args)
     except KeyboardInterrupt:
         print("fillers: interrupted", file=sys.stderr)

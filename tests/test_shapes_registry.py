@@ -196,7 +196,7 @@ def test_cli_like_and_strict(tmp_path, capsys):
     path.write_text(with_input((1, 2, 5, 5), 'layer { name: "r6" type: "ReLUX" bottom: "x" top: "y" }' + ip("y")))
     assert main(["inspect", str(path)]) == 1
     err = capsys.readouterr().err
-    assert "warning: layer 'r6' (net.layer[1], type 'ReLUX'): unknown layer type passed over" in err
+    assert f"warning: {path}:2: layer 'r6' (net.layer[1], type 'ReLUX'): unknown layer type passed over" in err
     assert "--like ReLUX=KNOWN" in err
     assert main(["inspect", str(path), "--like", "ReLUX=ReLU", "--json"]) == 0
     assert '"shape": [\n    3,\n    50\n   ]' in capsys.readouterr().out
@@ -211,3 +211,25 @@ def test_cli_like_and_strict(tmp_path, capsys):
     assert exit_.value.code == 2
     assert main(["inspect", str(path), "--plugin", str(tmp_path / "missing.py")]) == 1
     assert "missing.py" in capsys.readouterr().err
+
+
+def test_the_warning_names_the_layer_and_the_cli_its_line(tmp_path, capsys):
+    text = ('name: "n"\ninput: "data"\ninput_dim: 1\ninput_dim: 2\n'
+            'layer { name: "c" type: "Convolution" bottom: "data" top: "c" '
+            'convolution_param { num_output: 2 kernel_size: 1 } }\n\n'
+            'layer {\n  name: "det"\n  type: "FancyOut"\n  bottom: "c" top: "det"\n}\n')
+    path = tmp_path / "net.prototxt"
+    path.write_text(text)
+    loaded = fillers.load_net(path)
+    with pytest.warns(ShapeWarning) as caught:
+        infer_shapes(loaded)
+    assert (caught[0].message.layer, caught[0].message.index) == ("det", 2)  # the Input layer of `input` is 0
+    assert fillers.prototxt.layer_lines(path) == [None, 5, 7]
+    assert main(["inspect", str(path)]) == 0
+    assert f"warning: {path}:7: layer 'det' (net.layer[2], type 'FancyOut'): unknown layer type passed over" \
+        in capsys.readouterr().err
+    v1 = tmp_path / "v1.prototxt"
+    v1.write_text('layers { name: "odd" type: ODD_THING top: "odd" }\n'
+                  'layers { name: "r" type: RELU bottom: "odd" top: "r" }\n')
+    assert main(["inspect", str(v1)]) == 0
+    assert f"warning: {v1}:1: layer 'odd' (net.layer[0], type 'OddThing')" in capsys.readouterr().err

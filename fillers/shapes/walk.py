@@ -289,9 +289,10 @@ def _pass_over(layer: LayerContext, index: int, strict: bool) -> list[Shape | Un
         else:
             tops.append(Unknown(origin, unknown_type=param.type))
     passed = [name for name, shape in zip(param.top, tops) if isinstance(shape, Unknown)]
-    warnings.warn(f"{where}: unknown layer type passed over; "
-                  + (f"its top(s) {passed} have unknown shapes" if passed else "its tops keep their bottoms' shapes"),
-                  ShapeWarning, stacklevel=4)
+    warnings.warn(ShapeWarning(f"{where}: unknown layer type passed over; "
+                               + (f"its top(s) {passed} have unknown shapes" if passed
+                                  else "its tops keep their bottoms' shapes"), layer=param.name, index=index),
+                  stacklevel=4)
     return tops
 
 
