@@ -214,7 +214,7 @@ def test_cli_like_and_strict(tmp_path, capsys):
 
 
 def test_the_warning_names_the_layer_and_the_cli_its_line(tmp_path, capsys):
-    text = ('name: "n"\ninput: "data"\ninput_dim: 1\ninput_dim: 2\n'
+    text = ('name: "n"\ninput: "data"\ninput_shape { dim: 1 dim: 2 }\n'
             'layer { name: "c" type: "Convolution" bottom: "data" top: "c" '
             'convolution_param { num_output: 2 kernel_size: 1 } }\n\n'
             'layer {\n  name: "det"\n  type: "FancyOut"\n  bottom: "c" top: "det"\n}\n')
@@ -224,9 +224,9 @@ def test_the_warning_names_the_layer_and_the_cli_its_line(tmp_path, capsys):
     with pytest.warns(ShapeWarning) as caught:
         infer_shapes(loaded)
     assert (caught[0].message.layer, caught[0].message.index) == ("det", 2)  # the Input layer of `input` is 0
-    assert fillers.prototxt.layer_lines(path) == [None, 5, 7]
+    assert fillers.prototxt.layer_lines(path) == [None, 4, 6]
     assert main(["inspect", str(path)]) == 0
-    assert f"warning: {path}:7: layer 'det' (net.layer[2], type 'FancyOut'): unknown layer type passed over" \
+    assert f"warning: {path}:6: layer 'det' (net.layer[2], type 'FancyOut'): unknown layer type passed over" \
         in capsys.readouterr().err
     v1 = tmp_path / "v1.prototxt"
     v1.write_text('layers { name: "odd" type: ODD_THING top: "odd" }\n'
