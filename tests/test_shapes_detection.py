@@ -33,3 +33,11 @@ def test_roi_pooling_takes_the_roi_count_from_the_second_bottom():
             'roi_pooling_param { pooled_h: 2 pooled_w: 3 spatial_scale: 0.0625 } }'
             + ip("t", "probe", "num_output: 1 axis: 0"))
     assert one(with_input((1, 4, 9, 9), body))[0] == (1, 7 * 4 * 2 * 3)
+
+
+def test_detection_output_with_visualize_draws_a_transformer_seed():
+    """SSD's DetectionOutput builds a DataTransformer when it visualizes (one seed drawn when it mirrors)."""
+    body = ('layer { name: "det" type: "DetectionOutput" bottom: "x" top: "det" transform_param { mirror: true } '
+            'detection_output_param { num_classes: 2 visualize: true } }' + ip("det", "probe"))
+    (layer,) = infer_shapes(net(with_input((1, 8), body)))
+    assert layer.blobs[0].shape == (3, 7) and layer.raw_draws_before == 1
