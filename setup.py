@@ -2,6 +2,7 @@
 import os
 import platform
 import struct
+import tempfile
 from pathlib import Path
 
 from Cython.Build import cythonize
@@ -24,13 +25,28 @@ DEBUG = os.environ.get("FILLERS_DEBUG") == "1"  # bounds checks back on for a de
 
 
 class BuildPyWithProto(build_py):
-    """Generate fillers/caffe_pb2.py from proto/caffe.proto before the package is collected."""
+    """Write fillers/_caffe_descriptor.py, the compiled schema, before the package is collected.
+
+    The module holds the serialized ``FileDescriptorProto`` of proto/fillers/caffe.proto; fillers/caffe_pb2.py
+    builds the message classes from it at import. Unlike protoc's generated ``_pb2`` code, which requires a
+    protobuf runtime at least as new as the protoc that wrote it, this works with any runtime the package
+    supports, whichever grpcio-tools compiled it.
+    """
 
     def run(self):
+        from google.protobuf import descriptor_pb2
         from grpc_tools import protoc
 
-        if protoc.main(["protoc", "-Iproto", "--python_out=fillers", "proto/caffe.proto"]) != 0:
-            raise RuntimeError("protoc failed on proto/caffe.proto")
+        with tempfile.TemporaryDirectory() as tmp:
+            descriptor_set = Path(tmp, "caffe.pb")
+            argv = ["protoc", "-Iproto", f"--descriptor_set_out={descriptor_set}", "proto/fillers/caffe.proto"]
+            if protoc.main(argv) != 0:
+                raise RuntimeError("protoc failed on proto/fillers/caffe.proto")
+            (schema,) = descriptor_pb2.FileDescriptorSet.FromString(descriptor_set.read_bytes()).file
+        Path("fillers/_caffe_descriptor.py").write_text(
+            '"""The serialized FileDescriptorProto of proto/fillers/caffe.proto, written by setup.py."""\n'
+            f"FILE_DESCRIPTOR = {schema.SerializeToString()!r}\n"
+        )
         super().run()
 
 

@@ -13,8 +13,9 @@ from typing import Any, Mapping, Union
 
 import numpy as np
 from google.protobuf import json_format, text_format
+from google.protobuf.message import Message
 
-from fillers.caffe_pb2 import FillerParameter
+from fillers.caffe_pb2 import FillerParameter, as_message
 from fillers.errors import FillerError
 
 #: The filler types Caffe 1.0's ``GetFiller`` knows, in its order.
@@ -60,8 +61,9 @@ def as_filler_parameter(filler: FillerLike) -> FillerParameter:
     Parameters
     ----------
     filler : FillerParameter, mapping or str
-        A message; a mapping of its fields (``variance_norm`` by name or number); a bare type name such as
-        ``"xavier"``; or FillerParameter text such as ``'type: "gaussian" std: 0.01'``.
+        A message (also another schema's ``FillerParameter``, e.g. pycaffe's, read through its bytes); a mapping
+        of its fields (``variance_norm`` by name or number); a bare type name such as ``"xavier"``; or
+        FillerParameter text such as ``'type: "gaussian" std: 0.01'``.
 
     Returns
     -------
@@ -70,12 +72,12 @@ def as_filler_parameter(filler: FillerLike) -> FillerParameter:
     Raises
     ------
     TypeError
-        If ``filler`` is none of these.
+        If ``filler`` is none of these (or a message of another type).
     ValueError
         If a mapping or text does not describe a FillerParameter.
     """
-    if isinstance(filler, FillerParameter):
-        return filler
+    if isinstance(filler, Message):
+        return as_message(filler, FillerParameter)
     if isinstance(filler, Mapping):
         # json_format spells non-finite floats as strings; accept Python's own so _finite can name them.
         fields = {k: _JSON_NONFINITE.get(repr(v), v) if isinstance(v, float) else v for k, v in filler.items()}

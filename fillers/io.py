@@ -2,20 +2,23 @@
 
 Every writer goes through :func:`atomic_write`: the data goes to a temporary file in the target's directory,
 is flushed and synced, and only then renamed over the target, so an error or Ctrl-C leaves the old file
-untouched and no partial file behind.
+untouched and no partial file behind. A new file gets the mode ``open`` would give it (0666 less the umask); a
+replaced file keeps its mode.
 """
 from __future__ import annotations
 
 import contextlib
 import json
 import os
-import tempfile
+import secrets
+import stat
 from pathlib import Path
-from typing import IO, Iterator, Mapping, Sequence, Union
+from typing import IO, Iterable, Iterator, Mapping, Sequence, Union
 
 import numpy as np
 
 from fillers import caffe_pb2
+from fillers.caffemodel import CaffemodelWriter, check_caffemodel_size, read_caffemodel
 
 PathLike = Union[str, "os.PathLike[str]"]
 Params = Mapping[str, Sequence[np.ndarray]]
@@ -23,12 +26,8 @@ Params = Mapping[str, Sequence[np.ndarray]]
 #: Suffixes :func:`save` and :func:`load` understand, longest first.
 FORMATS = (".caffemodel.h5", ".caffemodel", ".h5", ".hdf5", ".npz", ".safetensors")
 
-# Field numbers of the messages we stream by hand (see proto/caffe.proto).
-_NET_LAYER = 100  # NetParameter.layer
-_LAYER_BLOBS = 7  # LayerParameter.blobs
-_BLOB_DATA = 5  # BlobProto.data (packed float)
-_BLOB_DOUBLE_DATA = 8  # BlobProto.double_data (packed double)
 _ORDER_KEY = "fillers.layers"  # safetensors metadata: the layer order
+_NPZ_METADATA = "__metadata__"  # npz entry: the metadata as a JSON object
 
 
 @contextlib.contextmanager
@@ -50,13 +49,20 @@ def atomic_write(path: PathLike, mode: str = "wb") -> Iterator[IO]:
     Notes
     -----
     On any exception, ``KeyboardInterrupt`` included, the temporary file is removed and ``path`` is left as it
-    was.
+    was. The file is created with mode 0666, which the system reduces by the umask, as for ``open``; when it
+    replaces a file, it gets that file's permission bits before anything is written. Text is written as UTF-8.
     """
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        os.close(fd)
-        with open(tmp, mode) as handle:
+        kept_mode: int | None = stat.S_IMODE(os.stat(path).st_mode)
+    except FileNotFoundError:
+        kept_mode = None
+    tmp = path.parent / f".{path.name}.{secrets.token_hex(8)}.tmp"
+    os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666))
+    try:
+        if kept_mode is not None:
+            os.chmod(tmp, kept_mode)
+        with open(tmp, mode, encoding=None if "b" in mode else "utf-8") as handle:
             yield handle
             handle.flush()
             os.fsync(handle.fileno())
@@ -93,79 +99,32 @@ def _optional(module: str, extra: str):
         ) from None
 
 
-def _varint(value: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte = value & 0x7F
-        value >>= 7
-        if value:
-            out.append(byte | 0x80)
-        else:
-            out.append(byte)
-            return bytes(out)
+def check_h5_names(layers: Iterable[str]) -> None:
+    """Refuse layer names Caffe's HDF5 layout cannot hold: a '/' would nest groups, which Caffe's
+    ``CopyTrainedLayersFromHDF5`` does not look into."""
+    nested = [layer for layer in layers if "/" in layer]
+    if nested:
+        raise ValueError(
+            f"layer name {nested[0]!r} contains '/', which Caffe's HDF5 layout cannot hold (Caffe would skip "
+            "or reject it); use .caffemodel, .npz or .safetensors"
+        )
 
 
-def _field(number: int, payload_size: int) -> bytes:
-    """Key and length of a length-delimited field."""
-    return _varint(number << 3 | 2) + _varint(payload_size)
+def _write_caffemodel(params: Params, path: PathLike, net: caffe_pb2.NetParameter | None) -> None:
+    """Stream a NetParameter (see :mod:`fillers.caffemodel`): one layer per entry of ``params``, named and
+    typed as in ``net``; refused before anything is written when protobuf could not read the result."""
+    types = {layer.name: layer.type for layer in net.layer} if net is not None else {}
+    head = caffe_pb2.NetParameter(name=net.name) if net is not None else None
+    layers = [(caffe_pb2.LayerParameter(name=name, type=types.get(name, "")), blobs) for name, blobs in params.items()]
+    check_caffemodel_size(path, head, layers)
+    with atomic_write(path) as handle:
+        writer = CaffemodelWriter(handle, head)
+        for layer, blobs in layers:
+            writer.add_layer(layer, blobs)
 
 
-def _layer_types(net: caffe_pb2.NetParameter | None) -> dict[str, str]:
-    return {layer.name: layer.type for layer in net.layer} if net is not None else {}
-
-
-def _write_caffemodel(params: Params, handle: IO[bytes], net: caffe_pb2.NetParameter | None) -> None:
-    """Stream a NetParameter: protobuf encodes the small fields; blob data is written as packed bytes,
-    without copying the arrays into protobuf repeated fields."""
-    types = _layer_types(net)
-    if net is not None and net.name:
-        handle.write(caffe_pb2.NetParameter(name=net.name).SerializeToString())
-    for name, blobs in params.items():
-        head = caffe_pb2.LayerParameter(name=name, type=types.get(name, "")).SerializeToString()
-        encoded = []
-        for blob in blobs:
-            shape = caffe_pb2.BlobProto(shape=caffe_pb2.BlobShape(dim=blob.shape)).SerializeToString()
-            data = np.ascontiguousarray(blob, blob.dtype.newbyteorder("<"))
-            number = _BLOB_DATA if blob.dtype == np.float32 else _BLOB_DOUBLE_DATA
-            key = _field(number, data.nbytes)
-            encoded.append((shape, number, key, data, len(shape) + len(key) + data.nbytes))
-        layer_size = len(head) + sum(len(_field(_LAYER_BLOBS, size)) + size for *_, size in encoded)
-        handle.write(_field(_NET_LAYER, layer_size) + head)
-        for shape, number, key, data, size in encoded:
-            handle.write(_field(_LAYER_BLOBS, size))
-            # Fields in number order, as protobuf writes them: data (5) < shape (7) < double_data (8).
-            if number < 7:
-                handle.write(key)
-                handle.write(memoryview(data).cast("B"))
-                handle.write(shape)
-            else:
-                handle.write(shape + key)
-                handle.write(memoryview(data).cast("B"))
-
-
-def blob_shape(blob: caffe_pb2.BlobProto) -> tuple[int, ...]:
-    """A BlobProto's shape: its ``shape`` field, else the legacy num/channels/height/width (4-D)."""
-    if blob.HasField("shape"):
-        return tuple(blob.shape.dim)
-    return (blob.num, blob.channels, blob.height, blob.width)
-
-
-def blob_array(blob: caffe_pb2.BlobProto) -> np.ndarray:
-    """A BlobProto's values as an array of its shape (legacy num/channels/height/width blobs are 4-D), float64
-    when it holds ``double_data``, else float32."""
-    shape = blob_shape(blob)
-    if len(blob.double_data):
-        return np.array(blob.double_data, np.float64).reshape(shape)
-    return np.array(blob.data, np.float32).reshape(shape)
-
-
-def _read_caffemodel(path: PathLike) -> dict[str, list[np.ndarray]]:
-    net = caffe_pb2.NetParameter.FromString(Path(path).read_bytes())
-    layers = list(net.layer) or list(net.layers)  # current or V1 (`layers`) models
-    return {layer.name: [blob_array(blob) for blob in layer.blobs] for layer in layers if len(layer.blobs)}
-
-
-def save(params: Params, path: PathLike, *, net: caffe_pb2.NetParameter | None = None) -> None:
+def save(params: Params, path: PathLike, *, net: caffe_pb2.NetParameter | None = None,
+         metadata: Mapping[str, str] | None = None, naming: str = "caffe") -> None:
     """Write filled parameters to ``path``, the format chosen by its extension.
 
     Parameters
@@ -177,14 +136,23 @@ def save(params: Params, path: PathLike, *, net: caffe_pb2.NetParameter | None =
         ``.h5`` / ``.caffemodel.h5`` (Caffe's HDF5 layout ``data/<layer>/<i>``; needs h5py),
         ``.npz`` (keys ``<layer>/<i>``) or ``.safetensors`` (keys ``<layer>.<i>``; needs safetensors).
     net : NetParameter, optional
-        The net the parameters belong to: its name and layer types go into a ``.caffemodel``.
+        The net the parameters belong to: its name and layer types go into a ``.caffemodel``, and
+        ``naming="torch"`` needs its layer types.  Default: ``params.net`` for what ``fill_net`` returned.
+    metadata : mapping of str to str, optional
+        Recorded in the file (safetensors metadata, HDF5 attributes of the root group, the ``__metadata__``
+        entry of an npz, a JSON object); :func:`read_metadata` reads it back.  A ``.caffemodel`` has no place
+        for it (its net name is left alone).  Default: ``params.metadata`` for what ``fill_net`` returned
+        (seed, rng, dtype, fillers version ...); given, it is added to that.
+    naming : {"caffe", "torch"}
+        ``"torch"`` writes PyTorch ``state_dict`` names (``conv1.weight``, ``conv1.bias``, BatchNorm's
+        ``running_mean``/``running_var`` ...) in ``.npz`` and ``.safetensors``: see :mod:`fillers.naming`.
 
     Raises
     ------
     ValueError
-        Unknown extension or invalid layer names.
+        Unknown extension or naming, invalid layer names, or ``naming="torch"`` for Caffe's formats.
     TypeError
-        A blob that is not a float32/float64 array.
+        A blob that is not a float32/float64 array, or metadata that is not str to str.
     ImportError
         h5py or safetensors missing for their formats (the message names the extra to install).
 
@@ -194,22 +162,34 @@ def save(params: Params, path: PathLike, *, net: caffe_pb2.NetParameter | None =
     """
     fmt = _format(path)
     _check_params(params)
+    net = net if net is not None else getattr(params, "net", None)
+    meta = {**getattr(params, "metadata", {}), **(metadata or {})}
+    if not all(isinstance(k, str) and isinstance(v, str) for k, v in meta.items()):
+        raise TypeError("metadata must map str to str")
+    if naming not in ("caffe", "torch"):
+        raise ValueError(f"naming must be 'caffe' or 'torch', got {naming!r}")
+    if naming == "torch":
+        if fmt not in (".npz", ".safetensors"):
+            raise ValueError(f"naming='torch' applies to .npz and .safetensors; {fmt} keeps Caffe's layout")
+        from fillers.naming import torch_state_dict
+
+        tensors = torch_state_dict(params, net)
+        meta["fillers.naming"] = "torch"
+    else:
+        sep = "/" if fmt == ".npz" else "."
+        tensors = {f"{layer}{sep}{i}": blob for layer, blobs in params.items() for i, blob in enumerate(blobs)}
     if fmt == ".caffemodel":
-        with atomic_write(path) as handle:
-            _write_caffemodel(params, handle, net)
+        _write_caffemodel(params, path, net)
     elif fmt == ".npz":
+        if meta:  # first, as fill_net(out=...) streams it
+            tensors = {_NPZ_METADATA: np.array(json.dumps(meta)), **tensors}
         with atomic_write(path) as handle:
-            np.savez(handle, **{f"{layer}/{i}": blob for layer, blobs in params.items()
-                                for i, blob in enumerate(blobs)})
+            np.savez(handle, **tensors)
     elif fmt == ".h5":
         h5py = _optional("h5py", "h5")
-        nested = [layer for layer in params if "/" in layer]
-        if nested:  # HDF5 would nest groups, which Caffe's CopyTrainedLayersFromHDF5 does not look into
-            raise ValueError(
-                f"layer name {nested[0]!r} contains '/', which Caffe's HDF5 layout cannot hold (Caffe would skip "
-                "or reject it); use .caffemodel, .npz or .safetensors"
-            )
+        check_h5_names(params)
         with atomic_write(path) as handle, h5py.File(handle, "w", track_order=True) as h5:
+            h5.attrs.update(meta)
             data = h5.create_group("data", track_order=True)
             for layer, blobs in params.items():
                 group = data.create_group(layer, track_order=True)
@@ -217,12 +197,39 @@ def save(params: Params, path: PathLike, *, net: caffe_pb2.NetParameter | None =
                     group.create_dataset(str(i), data=blob)
     else:
         safetensors = _optional("safetensors.numpy", "safetensors")
-        tensors = {f"{layer}.{i}": np.require(blob, requirements="C") for layer, blobs in params.items()
-                   for i, blob in enumerate(blobs)}
+        tensors = {key: np.require(blob, requirements="C") for key, blob in tensors.items()}
         with atomic_write(path) as handle:
             # safetensors sorts its keys; the layer order travels in the metadata.
-            order = {_ORDER_KEY: json.dumps(list(params))}
-            safetensors.save_file(tensors, handle.name, metadata=order)  # by path, synced through handle
+            meta[_ORDER_KEY] = json.dumps(list(params))
+            safetensors.save_file(tensors, handle.name, metadata=meta)  # by path, synced through handle
+
+
+def read_metadata(path: PathLike) -> dict[str, str]:
+    """The metadata :func:`save` recorded in a file (``{}`` for a ``.caffemodel``, or a file without any).
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+
+    Returns
+    -------
+    dict of str to str
+        For a file written from :func:`fillers.fill_net`: ``fillers.seed``, ``fillers.rng``, ``fillers.dtype``,
+        ``fillers.version`` ... (a safetensors file also has ``fillers.layers``, its layer order).
+    """
+    fmt = _format(path)
+    if fmt == ".npz":
+        with np.load(path) as npz:
+            return json.loads(str(npz[_NPZ_METADATA])) if _NPZ_METADATA in npz.files else {}
+    if fmt == ".h5":
+        h5py = _optional("h5py", "h5")
+        with h5py.File(path, "r") as h5:
+            return {key: str(value) for key, value in h5.attrs.items()}
+    if fmt == ".safetensors":
+        safetensors = _optional("safetensors", "safetensors")
+        with safetensors.safe_open(os.fspath(path), "np") as handle:
+            return dict(handle.metadata() or {})
+    return {}
 
 
 def _nested(flat: Mapping[str, np.ndarray], sep: str) -> dict[str, list[np.ndarray]]:
@@ -249,14 +256,15 @@ def load(path: PathLike) -> dict[str, list[np.ndarray]]:
     """
     fmt = _format(path)
     if fmt == ".caffemodel":
-        return _read_caffemodel(path)
+        return read_caffemodel(path)
     if fmt == ".npz":
         with np.load(path) as npz:
-            return _nested({key: npz[key] for key in npz.files}, "/")
+            return _nested({key: npz[key] for key in npz.files if key != _NPZ_METADATA}, "/")
     if fmt == ".h5":
         h5py = _optional("h5py", "h5")
         with h5py.File(path, "r") as h5:  # data/<layer>/<i>, layers in creation order where the file tracks it
-            return {layer: [group[i][()] for i in sorted(group, key=int)] for layer, group in h5["data"].items()}
+            # [...] keeps a 0-axis blob a 0-d array ([()] would make it a numpy scalar)
+            return {layer: [group[i][...] for i in sorted(group, key=int)] for layer, group in h5["data"].items()}
     safetensors = _optional("safetensors", "safetensors")
     with safetensors.safe_open(os.fspath(path), "np") as handle:
         order = json.loads((handle.metadata() or {}).get(_ORDER_KEY, "[]"))

@@ -13,24 +13,40 @@ Two streams:
   ``Caffe::set_random_seed(seed)`` on the CPU.
 
 A blob shared by ``param { name }`` is the owner's array itself in every layer that shares it.
+
+Fine-tuning: ``weights`` copies the blobs of a pretrained model found by layer name with equal shapes (as
+Caffe's ``CopyTrainedLayersFrom`` after the setup), ``overrides`` replaces fillers of layers or blobs; the
+result, a :class:`FilledNet`, reports what was copied and filled (:class:`FillReport`) and carries the seed
+used and the metadata files record.  :func:`fill_solver` fills the train net of a Caffe solver as
+``caffe train`` would start it.
 """
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 import os
-import sys
-from typing import Any, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any, Callable, Iterator, Mapping, Sequence, Union
 
 import numpy as np
+from google.protobuf import text_format
+from google.protobuf.message import Message
 
 from fillers._caffe import CaffeRNG
 from fillers._fill import fill
-from fillers.caffe_pb2 import FillerParameter, NetParameter
-from fillers.prototxt import load_net
+from fillers._params import FillerLike, as_filler_parameter
+from fillers.caffe_pb2 import TRAIN, FillerParameter, NetParameter, NetState, SolverParameter, as_message
+from fillers.caffemodel import ChunkedBlob
+from fillers.errors import ShapeError
+from fillers.io import load
+from fillers.prototxt import load_net, load_solver, load_solver_net
+from fillers.seeds import SeedLike, key_of
 from fillers.shapes import LayerBlobs, infer_shapes
+from fillers.stream import write_streamed
 
-__all__ = ["fill_net", "philox_stream"]
+__all__ = ["apply_overrides", "FilledNet", "FillReport", "fill_net", "fill_solver", "layer_keys", "philox_stream",
+           "solver_train_net"]
 
 _RNGS = ("philox", "caffe")
 
@@ -57,14 +73,6 @@ def _check_dtype(dtype: Any) -> np.dtype:
     return dt
 
 
-def _progress(total: int, enabled: bool) -> Any:
-    """A tqdm bar on stderr that shows only for fills taking more than a moment."""
-    from tqdm import tqdm
-
-    return tqdm(total=total, disable=not enabled, delay=0.5, unit="param", unit_scale=True, file=sys.stderr,
-                desc="filling", leave=False)
-
-
 def _runs(layer: LayerBlobs, caffe: bool) -> list[tuple[int | None, tuple[int, ...], Any]]:
     """The filler runs of a layer: Caffe's (every run, shared blobs too) or Philox's (owned blobs only)."""
     if caffe:
@@ -74,51 +82,264 @@ def _runs(layer: LayerBlobs, caffe: bool) -> list[tuple[int | None, tuple[int, .
     return [(i, blob.shape, blob.filler) for i, blob in enumerate(layer.blobs) if blob.share_owner is None]
 
 
+#: Bytes per piece when a blob is filled piece by piece (streamed to a file, or with progress reports).
+PIECE_BYTES = 32 << 20
+
+
+@dataclass(frozen=True)
+class _PhiloxBlob:
+    """A blob of the counter-based stream, to be filled whole or in pieces (a piece gets the values the whole
+    fill puts at its offset).  ``shape`` is the blob's own; ``fill_shape`` the shape its filler sees (the
+    owner's, for a blob shared by param name with PERMISSIVE sharing); ``label`` names it in errors."""
+
+    shape: tuple[int, ...]
+    fill_shape: tuple[int, ...]
+    dtype: np.dtype
+    filler: FillerParameter
+    seed: int
+    stream: int
+    threads: int | None
+    label: str
+
+    @property
+    def nbytes(self) -> int:
+        return math.prod(self.shape) * self.dtype.itemsize
+
+    def fill(self, out: np.ndarray, offset: int) -> None:
+        """Fill the flat elements ``offset .. offset + out.size - 1`` into the 1-D ``out``."""
+        try:
+            fill(out, self.filler, seed=self.seed, stream=self.stream, offset=offset, blob_shape=self.fill_shape,
+                 threads=self.threads)
+        except ValueError as err:
+            raise type(err)(f"{self.label}: {err}") from None
+
+    def chunked(self) -> ChunkedBlob:
+        """The blob as pieces of about :data:`PIECE_BYTES` (whole rows for positive_unitball)."""
+        piece = max(1, PIECE_BYTES // self.dtype.itemsize)
+        if self.filler.type == "positive_unitball" and self.fill_shape and self.fill_shape[0]:
+            row = max(1, math.prod(self.fill_shape) // self.fill_shape[0])
+            piece = max(1, piece // row) * row
+        return ChunkedBlob(self.shape, self.dtype, self.fill, piece)
+
+    def array(self, report: Callable[[int], None] | None = None) -> np.ndarray:
+        """The whole blob, filled (in pieces, each reported, when ``report`` is given).  The most common filler,
+        constant +0.0 (every bias, BatchNorm's statistics, a filler left out), draws nothing: it gets
+        ``np.zeros``, whose pages the OS supplies already zeroed, instead of a write pass over fresh memory."""
+        if _is_zero(self.filler):
+            zeros = np.zeros(self.shape, self.dtype)
+            if report is not None:
+                report(zeros.nbytes)
+            return zeros
+        flat = np.empty(math.prod(self.fill_shape), self.dtype)
+        if report is None:
+            self.fill(flat, 0)
+        else:
+            for offset, count in self.chunked().pieces():
+                self.fill(flat[offset:offset + count], offset)
+                report(count * self.dtype.itemsize)
+        return flat.reshape(self.shape)
+
+
+def _is_zero(filler: FillerParameter) -> bool:
+    """Constant +0.0 (infer_shapes has validated every filler already)."""
+    return filler.type == "constant" and filler.value == 0 and math.copysign(1.0, filler.value) > 0
+
+
+Blob = Union[np.ndarray, _PhiloxBlob]
+
+
+def _plan(layers: list[LayerBlobs], keys: list[str], *, seed: int, caffe_rng: CaffeRNG | None, dt: np.dtype,
+          threads: int | None, copies: Mapping[tuple[str, int], np.ndarray]) -> Iterator[tuple[str, list[Blob]]]:
+    """Every layer's blobs, in net order: the Caffe stream's filled as the iteration reaches them (its draws are
+    sequential), Philox's as :class:`_PhiloxBlob`, to fill whole or in pieces; then the ``copies`` from
+    pretrained weights replace theirs (after Caffe's draws, as ``CopyTrainedLayersFrom`` runs after the setup).
+    A blob shared by param name is its owner's object (reshaped for PERMISSIVE sharing)."""
+    first_key = {layer.name: key for key, layer in reversed(list(zip(keys, layers)))}
+    owners = {blob.share_owner for layer in layers for blob in layer.blobs if blob.share_owner is not None}
+    kept: dict[tuple[str, int], Blob] = {}  # shared owners' blobs, for their sharers
+    for key, layer in zip(keys, layers):
+        blobs: list[Any] = [None] * len(layer.blobs)
+        if caffe_rng is not None:
+            caffe_rng.raw(layer.raw_draws_before)
+        for index, shape, filler in _runs(layer, caffe_rng is not None):
+            label = f"layer {layer.name!r} ({layer.type}), blob {index}"
+            if caffe_rng is None:
+                blobs[index] = _PhiloxBlob(shape, shape, dt, filler, seed, philox_stream(key, index), threads, label)
+                continue
+            try:
+                array = np.zeros(shape, dt) if _is_zero(filler) else fill(np.empty(shape, dt), filler, rng=caffe_rng)
+            except ValueError as err:
+                raise type(err)(f"{label}: {err}") from None
+            if index is not None:
+                blobs[index] = array
+        if layer.given:  # values written in the net (or by the setup) replace whatever the fills made
+            blobs = [np.array(values, dt) for values in layer.given_values()]
+        for i in range(len(blobs)):
+            if (key, i) in copies:
+                blobs[i] = copies[key, i]
+        for i, blob in enumerate(layer.blobs):
+            if blob.share_owner is not None:
+                owner, index = blob.share_owner
+                shared = kept[first_key[owner], index]
+                if shared.shape != blob.shape:  # PERMISSIVE sharing: the sharer's shape over the owner's data
+                    shared = shared.reshape(blob.shape) if isinstance(shared, np.ndarray) else \
+                        replace(shared, shape=blob.shape)
+                blobs[i] = shared
+            elif (layer.name, i) in owners and key == first_key[layer.name]:
+                kept[key, i] = blobs[i]
+        yield key, blobs
+
+
+@dataclass
+class FillReport:
+    """What :func:`fill_net` did with each blob.  Blobs are named ``"<layer>/<index>"`` (the layer by its key in
+    the result).
+
+    Attributes
+    ----------
+    copied : list of str
+        Blobs copied from ``weights``.
+    filled : list of str
+        Blobs filled (a blob shared by ``param { name }`` is listed only under its owner).
+    mismatched : list of tuple
+        ``(blob, weights_shape, net_shape)`` for blobs found in ``weights`` with another shape (or a layer with
+        another number of blobs: ``weights_shape`` is then ``None``) and filled because ``allow_mismatch``.
+    unused : list of str
+        Layers of ``weights`` the net does not have (Caffe ignores them too).
+    overridden : list of str
+        Blobs whose filler ``overrides`` replaced.
+    """
+
+    copied: list[str] = field(default_factory=list)
+    filled: list[str] = field(default_factory=list)
+    mismatched: list[tuple[str, tuple[int, ...] | None, tuple[int, ...]]] = field(default_factory=list)
+    unused: list[str] = field(default_factory=list)
+    overridden: list[str] = field(default_factory=list)
+
+    def summary(self) -> str:
+        """One line: how many blobs were copied, filled, mismatched; how many weights layers went unused."""
+        return (f"{len(self.copied)} blobs copied, {len(self.filled)} filled ({len(self.mismatched)} of them for a "
+                f"shape mismatch, {len(self.overridden)} with an override); {len(self.unused)} layers of the "
+                "weights unused")
+
+
+class FilledNet(dict):
+    """The result of :func:`fill_net`: a dict of layer name to its blobs (their shapes, when ``fill_net``
+    wrote them to ``out``), with how it was made.
+
+    Attributes
+    ----------
+    net : NetParameter
+        The net that was filled.
+    seed : int
+        The seed used (drawn from fresh entropy when ``fill_net`` got none): passing it back reproduces the
+        values.
+    rng : str
+        ``"philox"`` or ``"caffe"``.
+    dtype : numpy.dtype
+    report : FillReport
+    metadata : dict of str to str
+        What :func:`fillers.save` records in ``.safetensors``, ``.h5`` and ``.npz`` files: ``fillers.seed``,
+        ``fillers.rng``, ``fillers.dtype``, ``fillers.version``, ``fillers.phase`` and, where given,
+        ``fillers.inputs``, ``fillers.weights``, ``fillers.overrides`` (JSON), ``fillers.solver``.
+    """
+
+    def __init__(self, blobs: Mapping[str, list[np.ndarray]] | Mapping[str, list[tuple[int, ...]]], *, net: NetParameter, seed: int, rng: str,
+                 dtype: np.dtype, report: FillReport, metadata: dict[str, str]) -> None:
+        super().__init__(blobs)
+        self.net = net
+        self.seed = seed
+        self.rng = rng
+        self.dtype = dtype
+        self.report = report
+        self.metadata = metadata
+
+    def __reduce__(self):
+        return _rebuild_filled_net, (dict(self), self.net.SerializeToString(), self.seed, self.rng,
+                                     self.dtype, self.report, self.metadata)
+
+
+def _rebuild_filled_net(blobs, net, seed, rng, dtype, report, metadata) -> FilledNet:
+    return FilledNet(blobs, net=NetParameter.FromString(net), seed=seed, rng=rng, dtype=dtype, report=report,
+                     metadata=metadata)
+
+
 def fill_net(
     net: NetParameter | str | os.PathLike,
     *,
-    seed: int = 0,
+    seed: SeedLike = None,
     rng: str = "philox",
     dtype: Any = np.float32,
     inputs: Mapping[str, Sequence[int]] | None = None,
-    phase: str | int = "TEST",
+    phase: str | int | None = "TEST",
     threads: int | None = None,
-    progress: bool = False,
-) -> dict[str, list[np.ndarray]]:
+    out: str | os.PathLike | None = None,
+    progress: Callable[[int, int], None] | None = None,
+    weights: str | os.PathLike | Sequence[str | os.PathLike] | Mapping[str, Sequence[np.ndarray]] | None = None,
+    allow_mismatch: bool = False,
+    overrides: Mapping[str, FillerLike] | None = None,
+) -> FilledNet:
     """Fill every learnable blob of a net with the filler Caffe would use.
 
     Parameters
     ----------
     net : NetParameter or path
-        The net (any format :func:`fillers.load_net` reads, or a loaded message).
-    seed : int
-        Philox: a 64-bit key.  Caffe: ``Caffe::set_random_seed``'s unsigned 32-bit seed.
+        The net (any format :func:`fillers.load_net` reads, or a loaded message, also pycaffe's).
+    seed : int, numpy.random.SeedSequence or None
+        Philox: the 64-bit key.  Caffe: ``Caffe::set_random_seed``'s unsigned 32-bit seed.  A SeedSequence
+        stands for the integer :func:`fillers.seeds.key_of` derives from it (64 or 32 bits); None (the
+        default) draws one from fresh entropy.  The result's ``seed`` attribute is the integer used.
     rng : {"philox", "caffe"}
         The stream (see the module notes).
     dtype : float32 or float64
         Caffe's ``Dtype``.
     inputs, phase
-        As for :func:`fillers.infer_shapes`.
+        As for :func:`fillers.infer_shapes` (``phase=None`` takes the whole state from the net's ``state``).
     threads : int, optional
         Worker threads for ``rng="philox"`` (never changes the values); must be ``None`` for Caffe's
         sequential stream.
-    progress : bool
-        Show a progress bar on stderr when the fill takes more than a moment.
+    out : str or os.PathLike, optional
+        Stream the blobs to this file instead of returning them (any format :func:`fillers.save` writes,
+        written atomically): each Philox blob is filled in pieces of :data:`PIECE_BYTES` straight into the
+        output, so memory stays bounded whatever the net's size; Caffe-stream blobs are filled whole, one at
+        a time (the stream is sequential).  The file holds exactly what ``save(fill_net(...), out, net=...)``
+        writes.
+    progress : callable, optional
+        Called as ``progress(done, total)`` with the bytes filled (and, with ``out``, written) so far and the
+        total, after each piece.  The library draws nothing; the ``fillers`` command shows a bar.
+    weights : path, sequence of paths, or mapping of str to sequence of numpy.ndarray, optional
+        Pretrained parameters (files :func:`fillers.load` reads, a later file's layers replacing an earlier
+        one's, or a mapping as :func:`fillers.load` returns): every blob of a layer of the same name and shape
+        is copied instead of filled, as Caffe's ``CopyTrainedLayersFrom`` does after the net is set up (with
+        ``rng="caffe"`` every filler still draws, so the other blobs equal Caffe's).  A legacy 4-D blob
+        matches a blob of up to 4 axes padded with leading 1s, as in Caffe.  A layer sharing a blob by param
+        name copies into its owner's blob, the later in the weights winning, as in Caffe.
+    allow_mismatch : bool
+        Fill blobs whose shape (or layer whose number of blobs) differs in ``weights`` instead of raising.
+    overrides : mapping of str to filler, optional
+        Replacement fillers: ``"fc8"`` for every blob of layer ``fc8``, ``"fc8/1"`` for its blob 1 (a blob key
+        wins over its layer's).  Values are anything :func:`fillers.fill` takes as a filler.
 
     Returns
     -------
-    dict of str to list of numpy.ndarray
-        Layer name to its blobs, in net order; a shared blob is the owner's array object.  Caffe allows two
-        layers one name: the later ones are keyed ``name#2``, ``name#3``, ... (and Philox keys their
-        streams by that key).
+    FilledNet
+        A dict of layer name to its blobs, in net order; a shared blob is the owner's array object.  Caffe
+        allows two layers one name: the later ones are keyed ``name#2``, ``name#3``, ... (and Philox keys their
+        streams by that key).  With ``out``: layer name to the shapes of the blobs written.  Its ``seed``,
+        ``report`` (:class:`FillReport`: copied, filled, mismatched, unused, overridden) and ``metadata``
+        (recorded in ``out`` as :func:`fillers.save` records it) tell how it was made.
 
     Raises
     ------
     ShapeError
-        From :func:`fillers.infer_shapes`.
+        From :func:`fillers.infer_shapes`; or a blob of ``weights`` whose shape differs from the net's (without
+        ``allow_mismatch``; the message names the layer and both shapes).
     ValueError
-        Unknown ``rng``, a seed out of range, ``threads`` with ``rng="caffe"``, or a filler Caffe would
-        reject (the layer is named).
+        Unknown ``rng``, a seed out of range, ``threads`` with ``rng="caffe"``, a filler Caffe would reject
+        (the layer is named), or an override naming no layer or blob of the net (the layers are listed).
+    FileFormatError
+        ``out`` cannot hold the net (a ``.caffemodel`` over 2 GiB, a layer name HDF5 cannot hold), before
+        anything is filled.
     TypeError
         ``dtype`` other than float32/float64, or arguments of the wrong type.
 
@@ -127,56 +348,295 @@ def fill_net(
     >>> params = fill_net("examples/lenet.prototxt", seed=1701, rng="caffe")   # doctest: +SKIP
     >>> params["conv1"][0].shape                                                 # doctest: +SKIP
     (20, 1, 5, 5)
+    >>> fill_net("vgg19.prototxt", out="vgg19.safetensors")                     # doctest: +SKIP
+    >>> tuned = fill_net("new.prototxt", weights="pretrained.caffemodel")       # doctest: +SKIP
+    >>> tuned.report.filled                                                      # doctest: +SKIP
+    ['fc8_new/0', 'fc8_new/1']
     """
     if rng not in _RNGS:
         raise ValueError(f"rng must be one of {', '.join(_RNGS)}, got {rng!r}")
     dt = _check_dtype(dtype)
     if rng == "caffe" and threads is not None:
         raise ValueError("threads does not apply with rng='caffe': Caffe's stream is sequential")
+    if progress is not None and not callable(progress):
+        raise TypeError(f"progress must be callable, not {type(progress).__name__}")
+    seed = key_of(seed, bits=32 if rng == "caffe" else 64)
     caffe_rng = CaffeRNG(seed) if rng == "caffe" else None
-    layers = infer_shapes(load_net(net) if isinstance(net, (str, os.PathLike)) else net, inputs=inputs, phase=phase)
-    keys = _keys(layers)
-    runs = [(key, layer, _runs(layer, caffe_rng is not None)) for key, layer in zip(keys, layers)]
-    out: dict[str, list[np.ndarray]] = {}
-    with _progress(sum(math.prod(shape) for *_, steps in runs for _, shape, _ in steps), progress) as bar:
-        for key, layer, steps in runs:
-            if caffe_rng is not None:
-                caffe_rng.raw(layer.raw_draws_before)
-            arrays: list[Any] = [None] * len(layer.blobs)
-            for index, shape, filler in steps:
-                where = {"rng": caffe_rng} if caffe_rng is not None else \
-                    {"seed": seed, "stream": philox_stream(key, index), "threads": threads}
-                try:
-                    array = _new_blob(shape, dt, filler, where)
-                except ValueError as err:
-                    raise ValueError(f"layer {layer.name!r} ({layer.type}), blob {index}: {err}") from None
-                if index is not None:
-                    arrays[index] = array
-                bar.update(array.size)
-            if layer.given:  # values written in the net (or by the setup) replace whatever the fills made
-                arrays = [np.array(values, dt) for values in layer.given_values()]
-            out[key] = arrays
-    first_key = {layer.name: key for key, layer in reversed(list(zip(keys, layers)))}
+    net_message = as_message(net, NetParameter) if isinstance(net, Message) else load_net(net)
+    report = FillReport()
+    layers = infer_shapes(net_message, inputs=inputs, phase=phase)
+    keys = layer_keys(layers)
+    if overrides:
+        layers, report.overridden = apply_overrides(layers, overrides)
+    copies = _plan_copies(_load_weights(weights), keys, layers, dt, allow_mismatch, report)
+    report.filled = [f"{key}/{i}" for key, layer in zip(keys, layers) for i, blob in enumerate(layer.blobs)
+                     if blob.share_owner is None and (key, i) not in copies]
+    plan = _plan(layers, keys, seed=seed, caffe_rng=caffe_rng, dt=dt, threads=threads, copies=copies)
+    shapes = {key: [blob.shape for blob in layer.blobs] for key, layer in zip(keys, layers)}
+    metadata = _metadata(seed, rng, dt, net_message if phase is None else phase, inputs, weights, overrides)
+    how = dict(net=net_message, seed=seed, rng=rng, dtype=dt, report=report, metadata=metadata)
+    if out is not None:
+        pieces = ((key, [blob.chunked() if isinstance(blob, _PhiloxBlob) else blob for blob in blobs])
+                  for key, blobs in plan)
+        write_streamed(out, shapes, dt, pieces, net=net_message, progress=progress, metadata=metadata)
+        return FilledNet(shapes, **how)
+    total = sum(math.prod(shape) for blob_shapes in shapes.values() for shape in blob_shapes) * dt.itemsize
+    return FilledNet(_fill_in_memory(plan, total, progress), **how)
+
+
+def solver_train_net(solver: str | bytes | os.PathLike) -> tuple[NetParameter, SolverParameter]:
+    """The train net a Caffe solver builds, and the solver.
+
+    The net is the one the solver names (:func:`fillers.prototxt.load_solver_net`), its ``state`` set as
+    ``Solver::InitTrainNet`` sets it: phase TRAIN, then the net's own ``state`` merged in, then the solver's
+    ``train_state`` (protobuf ``MergeFrom``: fields set replace, stages add up).  Fill it with ``phase=None``.
+
+    Parameters
+    ----------
+    solver : path, text or bytes
+        The solver, as for :func:`fillers.load_solver`.
+
+    Returns
+    -------
+    (NetParameter, SolverParameter)
+    """
+    solver_param = load_solver(solver)
+    net = NetParameter()
+    net.CopyFrom(load_solver_net(solver))
+    state = NetState(phase=TRAIN)
+    state.MergeFrom(net.state)
+    state.MergeFrom(solver_param.train_state)
+    net.state.CopyFrom(state)
+    return net, solver_param
+
+
+def fill_solver(
+    solver: str | bytes | os.PathLike,
+    *,
+    seed: SeedLike = None,
+    rng: str = "caffe",
+    weights: str | os.PathLike | Sequence[str | os.PathLike] | Mapping[str, Sequence[np.ndarray]] | None = None,
+    **options: Any,
+) -> FilledNet:
+    """The weights ``caffe train --solver=SOLVER`` starts from.
+
+    Parameters
+    ----------
+    solver : path, text or bytes
+        A Caffe solver; its train net is :func:`solver_train_net`'s (phase TRAIN with ``train_state``).
+    seed : int, numpy.random.SeedSequence or None
+        Default: the solver's ``random_seed`` (Caffe seeds with it modulo 2**32), or, where it has none (-1),
+        a fresh seed (the result's ``seed``).
+    rng : {"caffe", "philox"}
+        Default ``"caffe"``: Caffe's own draws, as the solver would make them.
+    weights : path, sequence of paths or mapping, optional
+        Default: the solver's ``weights`` fields (comma-separated lists, applied in order as
+        ``LoadNetWeights`` does); given, it replaces them, as ``caffe train --weights`` does.
+    **options
+        Passed to :func:`fill_net` (``dtype``, ``inputs``, ``threads``, ``progress``, ``allow_mismatch``,
+        ``overrides``).
+
+    Returns
+    -------
+    FilledNet
+    """
+    net, solver_param = solver_train_net(solver)
+    if seed is None and solver_param.random_seed >= 0:
+        seed = solver_param.random_seed % 2**32 if rng == "caffe" else solver_param.random_seed
+    if weights is None:
+        weights = [path.strip() for entry in solver_param.weights for path in entry.split(",")] or None
+    filled = fill_net(net, seed=seed, rng=rng, weights=weights, phase=None, **options)
+    if isinstance(solver, (str, os.PathLike)) and os.path.exists(solver):
+        filled.metadata["fillers.solver"] = os.fspath(solver)
+    return filled
+
+
+def _metadata(seed: int, rng: str, dt: np.dtype, phase: str | int | NetParameter, inputs: Any, weights: Any,
+              overrides: Any) -> dict[str, str]:
+    """What a file needs to say to be reproduced; ``phase`` is the net itself when its state was used."""
+    from fillers import __version__
+
+    if isinstance(phase, NetParameter):
+        phase = text_format.MessageToString(phase.state, as_one_line=True)
+    meta = {"fillers.seed": str(seed), "fillers.rng": rng, "fillers.dtype": dt.name,
+            "fillers.version": __version__, "fillers.phase": str(phase)}
+    if inputs:
+        meta["fillers.inputs"] = json.dumps({name: list(shape) for name, shape in inputs.items()})
+    if isinstance(weights, (str, os.PathLike)):
+        meta["fillers.weights"] = os.fspath(weights)
+    elif isinstance(weights, Sequence):
+        meta["fillers.weights"] = ",".join(os.fspath(path) for path in weights)
+    elif weights is not None:
+        meta["fillers.weights"] = "(a mapping)"
+    if overrides:
+        meta["fillers.overrides"] = json.dumps({name: _filler_text(filler) for name, filler in overrides.items()})
+    return meta
+
+
+def _filler_text(filler: FillerLike) -> str:
+    return text_format.MessageToString(as_filler_parameter(filler), as_one_line=True)
+
+
+def apply_overrides(layers: list[LayerBlobs], overrides: Mapping[str, FillerLike],
+                    ) -> tuple[list[LayerBlobs], list[str]]:
+    """Replace fillers of :func:`fillers.infer_shapes`' layers, as ``fill_net(overrides=...)`` does.
+
+    Parameters
+    ----------
+    layers : list of LayerBlobs
+    overrides : mapping of str to filler
+        ``"layer"`` for every blob of a layer, ``"layer/i"`` for its blob ``i`` (a blob key wins over its
+        layer's); a repeated layer name is keyed ``name#2`` ... as in ``fill_net``'s result.
+
+    Returns
+    -------
+    (list of LayerBlobs, list of str)
+        The layers with the new fillers, and the blobs overridden (``"layer/i"``).
+
+    Raises
+    ------
+    ValueError
+        A key naming no layer with learnable blobs (the layers are listed) or no blob of it, or a blob without
+        a filler of its own (shared from another layer, or set by the layer).
+    FillerError
+        A filler that does not parse.
+    """
+    keys = layer_keys(layers)
+    by_key = dict(zip(keys, layers))
+    whole_layers: list[tuple[list[tuple[str, int]], FillerParameter]] = []
+    single_blobs: list[tuple[list[tuple[str, int]], FillerParameter]] = []
+    for name, filler in overrides.items():
+        if not isinstance(name, str):
+            raise TypeError(f"overrides keys must be str ('layer' or 'layer/index'), not {type(name).__name__}")
+        if name in by_key:
+            whole_layers.append(([(name, i) for i in range(len(by_key[name].blobs))], as_filler_parameter(filler)))
+            continue
+        layer, _, index = name.rpartition("/")
+        if layer not in by_key or not index.isdigit():
+            raise ValueError(f"overrides: {name!r} names no layer with learnable blobs (nor '<layer>/<index>'); "
+                             f"the net's are {', '.join(keys)}")
+        if int(index) >= len(by_key[layer].blobs):
+            raise ValueError(f"overrides: layer {layer!r} has {len(by_key[layer].blobs)} blobs, no blob {index}")
+        single_blobs.append(([(layer, int(index))], as_filler_parameter(filler)))
+    chosen: dict[str, dict[int, FillerParameter]] = {}
+    for targets, filler in whole_layers + single_blobs:
+        for key, i in targets:
+            blob = by_key[key].blobs[i]
+            if by_key[key].given or blob.share_owner is not None:
+                why = "the layer sets its values itself" if by_key[key].given else \
+                    f"it is layer {blob.share_owner[0]!r}'s blob {blob.share_owner[1]}: override that one"
+                raise ValueError(f"overrides: layer {key!r}, blob {i} has no filler of its own ({why})")
+            chosen.setdefault(key, {})[i] = filler
+    out = []
+    overridden = []
     for key, layer in zip(keys, layers):
-        for i, blob in enumerate(layer.blobs):
-            if blob.share_owner is not None:
-                owner, index = blob.share_owner
-                shared = out[first_key[owner]][index]
-                # PERMISSIVE sharing keeps the sharer's shape over the owner's data (equal counts).
-                out[key][i] = shared if shared.shape == blob.shape else shared.reshape(blob.shape)
+        mine = chosen.get(key, {})
+        if mine:
+            overridden += [f"{key}/{i}" for i in sorted(mine)]
+            layer = replace(
+                layer,
+                blobs=[replace(b, filler=mine.get(i, b.filler)) for i, b in enumerate(layer.blobs)],
+                fills=tuple(replace(step, filler=mine.get(step.blob, step.filler)) for step in layer.fills),
+            )
+        out.append(layer)
+    return out, overridden
+
+
+def _load_weights(weights: Any) -> dict[str, list[np.ndarray]]:
+    """Layer name to blobs from a path, a sequence of paths (a later file's layer replaces an earlier one's, as
+    successive ``CopyTrainedLayersFrom`` calls do) or a mapping."""
+    if weights is None:
+        return {}
+    if isinstance(weights, (str, os.PathLike)):
+        return load(weights)
+    if isinstance(weights, Mapping):
+        return {name: [np.asarray(blob) for blob in blobs] for name, blobs in weights.items()}
+    if isinstance(weights, Sequence) and all(isinstance(path, (str, os.PathLike)) for path in weights):
+        merged: dict[str, list[np.ndarray]] = {}
+        for path in weights:
+            merged.update(load(path))
+        return merged
+    raise TypeError(f"weights must be a path, a sequence of paths or a mapping of layer name to blobs, not "
+                    f"{type(weights).__name__}")
+
+
+def _matches(source: tuple[int, ...], target: tuple[int, ...]) -> bool:
+    """Caffe's ``Blob::ShapeEquals``: equal shapes, or a legacy 4-D blob against up to 4 axes padded with 1s."""
+    if source == target:
+        return True
+    return len(source) == 4 and len(target) <= 4 and (1,) * (4 - len(target)) + target == source
+
+
+def _plan_copies(source: dict[str, list[np.ndarray]], keys: list[str], layers: list[LayerBlobs], dt: np.dtype,
+                 allow_mismatch: bool, report: FillReport) -> dict[tuple[str, int], np.ndarray]:
+    """The blobs to copy from ``source`` as ``dt`` arrays, keyed by the blob that owns the memory (a layer that
+    shares a blob by param name copies into its owner's, as Caffe's shared blobs do; the later in ``source``
+    wins)."""
+    by_key = dict(zip(keys, layers))
+    first_key = {layer.name: key for key, layer in reversed(list(zip(keys, layers)))}
+    copies: dict[tuple[str, int], np.ndarray] = {}
+    for name, blobs in source.items():
+        layer = by_key.get(name)
+        if layer is None:
+            report.unused.append(name)
+            continue
+        if len(blobs) != len(layer.blobs):
+            if not allow_mismatch:
+                raise ShapeError(f"layer {name!r}: the weights have {len(blobs)} blobs, the net "
+                                 f"{len(layer.blobs)} (allow_mismatch=True / --allow-mismatch fills the layer)",
+                                 layer=name)
+            report.mismatched += [(f"{name}/{i}", None, b.shape) for i, b in enumerate(layer.blobs)]
+            continue
+        for i, (values, blob) in enumerate(zip(blobs, layer.blobs)):
+            if not _matches(tuple(values.shape), blob.shape):
+                if not allow_mismatch:
+                    raise ShapeError(f"layer {name!r}, blob {i}: the weights have shape {tuple(values.shape)}, the "
+                                     f"net {blob.shape} (allow_mismatch=True / --allow-mismatch fills it)",
+                                     layer=name)
+                report.mismatched.append((f"{name}/{i}", tuple(values.shape), blob.shape))
+                continue
+            owner = (name, i) if blob.share_owner is None else \
+                (first_key[blob.share_owner[0]], blob.share_owner[1])
+            owner_shape = by_key[owner[0]].blobs[owner[1]].shape
+            copies[owner] = np.array(values, dt).reshape(owner_shape)
+            report.copied.append(f"{name}/{i}")
+    return copies
+
+
+def _fill_in_memory(plan: Iterator[tuple[str, list[Blob]]], total: int,
+                    progress: Callable[[int, int], None] | None) -> dict[str, list[np.ndarray]]:
+    """The blobs as arrays, each Philox blob filled whole (in reported pieces with ``progress``); a blob shared
+    by several layers is filled once and is the same array object (a view for PERMISSIVE sharing)."""
+    done = 0
+
+    def report(nbytes: int) -> None:
+        nonlocal done
+        done += nbytes
+        progress(done, total)
+
+    made: dict[int, np.ndarray] = {}  # by Philox stream
+    out: dict[str, list[np.ndarray]] = {}
+    for key, blobs in plan:
+        arrays = []
+        for blob in blobs:
+            if isinstance(blob, _PhiloxBlob):
+                if blob.stream in made:
+                    array = made[blob.stream]
+                    array = array if array.shape == blob.shape else array.reshape(blob.shape)
+                    if progress is not None:
+                        report(array.nbytes)
+                else:
+                    array = made[blob.stream] = blob.array(report if progress is not None else None)
+            else:
+                array = blob
+                if progress is not None:
+                    report(array.nbytes)
+            arrays.append(array)
+        out[key] = arrays
     return out
 
 
-def _new_blob(shape: tuple[int, ...], dt: np.dtype, filler: FillerParameter, where: dict) -> np.ndarray:
-    """A filled array.  The most common filler, constant +0.0 (every bias, BatchNorm's statistics, a filler
-    left out), draws nothing: it gets ``np.zeros``, whose pages the OS supplies already zeroed, instead of a
-    write pass over fresh memory.  (infer_shapes has validated every filler already.)"""
-    if filler.type == "constant" and filler.value == 0 and math.copysign(1.0, filler.value) > 0:
-        return np.zeros(shape, dt)
-    return fill(np.empty(shape, dt), filler, **where)
-
-
-def _keys(layers: list[LayerBlobs]) -> list[str]:
+def layer_keys(layers: list[LayerBlobs]) -> list[str]:
     """Layer names as dict keys: a name that repeats (Caffe allows it) gets ``#2``, ``#3``, ... on its later
     layers."""
     seen: dict[str, int] = {}

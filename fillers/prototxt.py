@@ -1,7 +1,7 @@
 """Read Caffe net and solver definitions (prototxt text or binary protobuf).
 
 Text is parsed by protobuf's own ``text_format``. Before that, one pass with
-protobuf's text tokenizer walks the text along the schema and finds what the
+a tokenizer that splits text as ``text_format`` does walks it along the schema and finds what the
 schema does not know: fields that do not exist (fork extensions, removed
 fields), enum values that do not exist (fork layer types) and singular fields
 given twice. In lenient mode (the default) each of these is blanked out of the
@@ -21,7 +21,7 @@ Every net comes back in the current format: :func:`load_net` runs
 
 from __future__ import annotations
 
-import itertools
+import mmap
 import os
 import re
 import warnings
@@ -33,9 +33,10 @@ import numpy as np
 from google.protobuf import text_format
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from google.protobuf.message import DecodeError, Message
-from google.protobuf.unknown_fields import UnknownFieldSet
 
 from . import caffe_pb2
+from .caffe_pb2 import caffe_name, is_repeated
+from .caffemodel import read_net
 from .errors import PrototxtError, PrototxtWarning
 
 __all__ = [
@@ -153,12 +154,56 @@ class _Scan:
         default_factory=dict)
 
 
+_TOKEN = re.compile(
+    r"[a-zA-Z_][0-9a-zA-Z_+-]*"  # an identifier
+    r"|([0-9+-]|(\.[0-9]))[0-9a-zA-Z_.+-]*"  # a number
+    + "".join(rf"|{q}[^{q}\n\\]*((\\.)+[^{q}\n\\]*)*({q}|\\?$)" for q in "'\"")  # a quoted string
+)
+_SPACE_OR_COMMENT = re.compile(r"(\s|#.*$)*")
+
+
+class _Tokens:
+    """Prototxt tokens with their 0-based line and column, split as ``text_format``'s tokenizer splits them.
+
+    A token is an identifier, a number, a quoted string (never across lines) or any other single character;
+    whitespace and ``#`` comments separate tokens. ``token`` is ``""`` at the end of the text.
+    """
+
+    def __init__(self, lines: list[str], line: int = 0, column: int = 0) -> None:
+        self.lines = lines
+        self.line = line
+        self.column = column
+        self.token = ""
+        self._read_from(column)
+
+    def _read_from(self, column: int) -> None:
+        while self.line < len(self.lines):
+            text = self.lines[self.line]
+            column = _SPACE_OR_COMMENT.match(text, column).end()
+            if column < len(text):
+                match = _TOKEN.match(text, column)
+                self.token = match.group(0) if match else text[column]
+                self.column = column
+                return
+            self.line += 1
+            column = 0
+        self.token = ""
+        self.column = 0
+
+    def next(self) -> None:
+        """Move to the next token."""
+        self._read_from(self.column + len(self.token))
+
+    def at_end(self) -> bool:
+        return not self.token
+
+
 class _Scanner:
     """Walk prototxt tokens along a message descriptor, the way text_format does."""
 
     def __init__(self, lines: list[str], desc: Descriptor) -> None:
         self.lines = lines
-        self.tok = text_format.Tokenizer(lines)
+        self.tok = _Tokens(lines)
         self.desc = desc
         self.scan = _Scan()
         self.end = (0, 0)
@@ -167,14 +212,14 @@ class _Scanner:
 
     # token helpers -------------------------------------------------------
     def here(self) -> tuple[int, int]:
-        return (self.tok._line, self.tok._column)  # noqa: SLF001 (stable private API)
+        return (self.tok.line, self.tok.column)
 
     def take(self) -> str:
         token = self.tok.token
         if token.startswith("$"):
             raise _Template(self.here(), token)
         line, col = self.here()
-        self.tok.NextToken()
+        self.tok.next()
         self.end = (line, col + len(token))
         return token
 
@@ -193,7 +238,7 @@ class _Scanner:
     def run(self) -> _Scan:
         try:
             self.message(self.desc, None, top=True)
-        except (_Stop, text_format.ParseError):
+        except _Stop:
             pass  # leave the rest to text_format, which gives the exact error
         return self.scan
 
@@ -201,11 +246,11 @@ class _Scanner:
         seen: set[str] = set()
         while True:
             if close is None:
-                if self.tok.AtEnd():
+                if self.tok.at_end():
                     return
             elif self.accept(close):
                 return
-            elif self.tok.AtEnd():
+            elif self.tok.at_end():
                 raise _Stop
             self.field(desc, seen, top)
 
@@ -225,13 +270,13 @@ class _Scanner:
                        'layer)', start)
         elif fd is None:
             self.skip_contents()
-            self.issue(f'unknown field "{name}" in {desc.full_name} (skipped)', start)
+            self.issue(f'unknown field "{name}" in {caffe_name(desc)} (skipped)', start)
         else:
             if top and desc is caffe_pb2.NetParameter.DESCRIPTOR and name in ("layer", "layers"):
                 self.scan.top_order.append((name, start))
-            if not fd.is_repeated:
+            if not is_repeated(fd):
                 if name in seen:
-                    self.issue(f'field "{name}" given more than once in {desc.full_name} '
+                    self.issue(f'field "{name}" given more than once in {caffe_name(desc)} '
                                "(the last one counts)", start, blank=False)
                 seen.add(name)
             if fd.cpp_type == _MESSAGE:
@@ -243,7 +288,7 @@ class _Scanner:
 
     def message_value(self, fd: FieldDescriptor, start: tuple[int, int]) -> None:
         self.accept(":")
-        if fd.is_repeated and self.accept("["):
+        if is_repeated(fd) and self.accept("["):
             if not self.accept("]"):
                 while True:
                     self.submessage(fd, start)
@@ -282,11 +327,9 @@ class _Scanner:
     def v1_block_has_string_type(self) -> bool:
         """Look ahead to the end of the block: is its own `type:` a quoted string?"""
         line, col = self.here()
-        rest = itertools.chain([self.lines[line][col:]],
-                               itertools.islice(self.lines, line + 1, None))
-        tok = text_format.Tokenizer(rest)
+        tok = _Tokens(self.lines, line, col)
         depth = 0
-        while not tok.AtEnd():
+        while not tok.at_end():
             t = tok.token
             if t in ("{", "<"):
                 depth += 1
@@ -295,16 +338,17 @@ class _Scanner:
                     return False
                 depth -= 1
             elif depth == 0 and t == "type":
-                tok.NextToken()
-                tok.TryConsume(":")
+                tok.next()
+                if tok.token == ":":
+                    tok.next()
                 return tok.token[:1] in ("'", '"')
-            tok.NextToken()
+            tok.next()
         return False
 
     def scalar_value(self, fd: FieldDescriptor, start: tuple[int, int]) -> None:
         self.expect(":")
         bad: list[str] = []
-        if fd.is_repeated and self.accept("["):
+        if is_repeated(fd) and self.accept("["):
             if not self.accept("]"):
                 while True:
                     self.value(fd, bad)
@@ -320,7 +364,7 @@ class _Scanner:
             self.scan.v1_types[self.v1_index] = bad[0]
             self.issue(f"V1 layer type {bad[0]} is not a BVLC type (kept for the upgrade)", start)
         else:
-            enum = fd.enum_type.full_name
+            enum = caffe_name(fd.enum_type)
             self.issue(f'unknown value {", ".join(bad)} of enum {enum} for field "{fd.name}" '
                        "(skipped)", start)
 
@@ -373,7 +417,7 @@ class _Scanner:
         if close == "}":
             self.expect("{")
         while not self.accept(close):
-            if self.tok.AtEnd() or self.tok.token in ("}", ">"):
+            if self.tok.at_end() or self.tok.token in ("}", ">"):
                 raise _Stop
             if self.tok.token == "[":
                 raise _Stop
@@ -431,6 +475,7 @@ def _error_from_parse(e: text_format.ParseError, name: str, lines: list[str]) ->
     line, col = e.GetLine(), e.GetColumn()
     reason = str(e)
     reason = re.sub(r"^\d+(:\d+)? : ", "", reason)
+    reason = reason.replace('"fillers.caffe.', '"caffe.')  # the names Caffe users know
     text_line = None
     if line is not None and 1 <= line <= len(lines):
         text_line = lines[line - 1]
@@ -522,18 +567,53 @@ def _fragment(lines: list[str], span: tuple[tuple[int, int], tuple[int, int]],
     return parse_text(text, caffe_pb2.LayerParameter, filename=filename).message
 
 
-def _unknown_binary_fields(msg: Message, path: str) -> list[str]:
-    """Dotted paths of the unknown field numbers anywhere inside ``msg``."""
-    found = [f"{path}.#{f.field_number}" for f in UnknownFieldSet(msg)]
-    for fd, value in msg.ListFields():
-        if fd.cpp_type != _MESSAGE:
-            continue
-        if fd.is_repeated:
-            for i, sub in enumerate(value):
-                found += _unknown_binary_fields(sub, f"{path}.{fd.name}[{i}]")
+def _varint(data: memoryview, pos: int) -> tuple[int, int]:
+    """The base-128 varint at ``pos`` and the position after it."""
+    value = shift = 0
+    while True:
+        byte = data[pos]
+        pos += 1
+        value |= (byte & 0x7F) << shift
+        if byte < 0x80:
+            return value, pos
+        shift += 7
+
+
+_FIXED_SIZE = {1: 8, 5: 4}  # wire types I64 and I32
+
+
+def _unknown_binary_fields(data: memoryview, desc: Descriptor, path: str, group: int | None = None,
+                           pos: int = 0) -> tuple[list[str], int]:
+    """Dotted paths of the field numbers ``desc`` does not know, anywhere in its well-formed wire bytes.
+
+    Walks the wire format itself (no protobuf unknown-field API is in every supported runtime), descending
+    into the fields of message type; ``group`` is the number of the group being read, which ends the walk at
+    its end tag. Returns the paths and the position after the walk.
+    """
+    found: list[str] = []
+    seen: dict[int, int] = {}
+    while pos < len(data):
+        key, pos = _varint(data, pos)
+        number, wire = key >> 3, key & 7
+        if wire == 4 and number == group:
+            break
+        fd = desc.fields_by_number.get(number) if desc is not None else None
+        if fd is None and desc is not None:
+            found.append(f"{path}.#{number}")
+        index = seen[number] = seen.get(number, -1) + 1
+        if wire == 0:
+            pos = _varint(data, pos)[1]
+        elif wire == 2:
+            size, pos = _varint(data, pos)
+            if fd is not None and fd.cpp_type == _MESSAGE:
+                where = f"{path}.{fd.name}" + (f"[{index}]" if is_repeated(fd) else "")
+                found += _unknown_binary_fields(data[pos:pos + size], fd.message_type, where)[0]
+            pos += size
+        elif wire == 3:  # a group: skip it, it is no Caffe message
+            pos = _unknown_binary_fields(data, None, path, number, pos)[1]
         else:
-            found += _unknown_binary_fields(value, f"{path}.{fd.name}")
-    return found
+            pos += _FIXED_SIZE[wire]
+    return found, pos
 
 
 def _parse_binary(data: bytes, message_type: type[Message], name: str,
@@ -543,18 +623,46 @@ def _parse_binary(data: bytes, message_type: type[Message], name: str,
         msg.ParseFromString(data)
     except DecodeError as e:
         raise PrototxtError(f"not a binary {message_type.DESCRIPTOR.name} ({e})", name) from None
-    unknown = _unknown_binary_fields(msg, message_type.DESCRIPTOR.name)
+    _check_unknown(memoryview(data), message_type.DESCRIPTOR, name, strict)
+    return msg
+
+
+def _check_unknown(data: memoryview, desc: Descriptor, name: str, strict: bool) -> None:
+    """Warn about (strict: reject) the fields of binary message bytes that the schema does not know."""
+    unknown = _unknown_binary_fields(data, desc, desc.name)[0]
     if unknown:
         shown = ", ".join(unknown[:5]) + (" ..." if len(unknown) > 5 else "")
         if strict:
             raise PrototxtError(f"unknown fields {shown}", name)
         warnings.warn(f"{name}: {len(unknown)} unknown binary field(s) kept unread: {shown}",
-                      PrototxtWarning, stacklevel=3)
-    return msg
+                      PrototxtWarning, stacklevel=4)
+
+
+def _mapped(path: Path) -> memoryview:
+    """A read-only memory map of a whole file (empty for an empty file); closed when no view is left."""
+    with open(path, "rb") as handle:
+        if os.fstat(handle.fileno()).st_size == 0:
+            return memoryview(b"")
+        return memoryview(mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ))
+
+
+def _weights_path(source: Source) -> Path | None:
+    """The path of a ``.caffemodel``/``.binaryproto`` file named by ``source``, else None."""
+    if isinstance(source, (str, os.PathLike)) and not (isinstance(source, str) and _is_inline_text(source)):
+        path = Path(os.fspath(source))
+        if path.name.lower().endswith(BINARY_SUFFIXES):
+            return path
+    return None
 
 
 def _load(source: Source, message_type: type[Message], strict: bool
           ) -> tuple[ParsedText, _Input]:
+    path = _weights_path(source)
+    if path is not None and message_type is caffe_pb2.NetParameter:
+        # A weights file: mapped and parsed one layer at a time, never read whole into memory.
+        net = read_net(path)
+        _check_unknown(_mapped(path), caffe_pb2.NetParameter.DESCRIPTOR, str(path), strict)
+        return ParsedText(net), _Input(str(path), b"", path, True)
     inp = _read_source(source)
     data = inp.data
     if isinstance(data, bytes):
@@ -708,8 +816,8 @@ def load_solver_net(source: Source, *, strict: bool = False) -> caffe_pb2.NetPar
 
     Caffe takes exactly one of ``train_net_param``, ``train_net``,
     ``net_param``, ``net``. A relative ``net``/``train_net`` path is looked up
-    next to the solver file first, then relative to the current directory (where
-    Caffe itself looks).
+    from the current directory first (where Caffe itself looks), then next to
+    the solver file.
 
     Parameters
     ----------
@@ -744,11 +852,10 @@ def load_solver_net(source: Source, *, strict: bool = False) -> caffe_pb2.NetPar
 
 
 def _resolve_net_path(net: str, solver_path: Path | None) -> Path:
-    """``net`` beside the solver file if it is there (or nowhere), else as given."""
+    """``net`` as given (from the working directory, as Caffe opens it) if it is there, else beside the
+    solver file if it is there, else as given (for the error message)."""
     path = Path(net)
-    if path.is_absolute() or solver_path is None:
+    if path.is_absolute() or solver_path is None or path.exists():
         return path
     beside = solver_path.parent / path
-    if beside.exists() or not path.exists():
-        return beside
-    return path
+    return beside if beside.exists() else path

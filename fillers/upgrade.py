@@ -469,7 +469,8 @@ def upgrade_net(net: caffe_pb2.NetParameter, *, strict: bool = False
     Parameters
     ----------
     net : caffe_pb2.NetParameter
-        Any format: V0, V1, current, or a mixture. Not modified.
+        Any format: V0, V1, current, or a mixture. Not modified. Another schema's ``NetParameter``
+        (pycaffe's ``caffe_pb2``) is read through its serialized bytes.
     strict : bool
         Raise where Caffe would fail or report an incomplete upgrade, instead
         of warning and going on.
@@ -489,11 +490,13 @@ def upgrade_net(net: caffe_pb2.NetParameter, *, strict: bool = False
     A net with both ``layer`` and ``layers`` entries (lenient mode) gets the
     upgraded ``layers`` first; :func:`fillers.load_net` keeps the file order.
     """
-    return upgrade_net_ordered(ParsedText(net), strict=strict)
+    return upgrade_net_ordered(ParsedText(caffe_pb2.as_message(net, caffe_pb2.NetParameter)), strict=strict)
 
 
 def upgrade_solver(solver: caffe_pb2.SolverParameter) -> caffe_pb2.SolverParameter:
     """Return ``solver`` with the legacy ``solver_type`` enum turned into ``type``.
+
+    ``solver`` may be another schema's ``SolverParameter`` (pycaffe's), read through its serialized bytes.
 
     Raises
     ------
@@ -501,7 +504,7 @@ def upgrade_solver(solver: caffe_pb2.SolverParameter) -> caffe_pb2.SolverParamet
         If both ``solver_type`` and ``type`` are given (Caffe refuses too).
     """
     out = caffe_pb2.SolverParameter()
-    out.CopyFrom(solver)
+    out.CopyFrom(caffe_pb2.as_message(solver, caffe_pb2.SolverParameter))
     if out.HasField("solver_type"):
         if out.HasField("type"):
             raise ValueError('solver has both the old "solver_type" and the new "type" field')

@@ -122,3 +122,26 @@ def test_inspect_blobs_a_layer_writes_itself(tmp_path, capsys):
     assert rows == [["crf", "MultiStageMeanfield", str(i), "1x1x2x2", "set", "by", "the", "layer", "4"] for i in range(3)]
     assert main(["inspect", str(crf), "--json"]) == 0
     assert [row["filler"] for row in json.loads(capsys.readouterr().out)["blobs"]] == [None] * 3
+
+
+def test_fill_to_stdout_is_a_usage_error(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["fill", str(LENET), "-o", "-"])
+    assert exit_info.value.code == 2
+    assert "fill -o -: the weight formats are binary" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("command", [["-m", "fillers"],
+                                     ["-c", "import sys; from fillers.cli import main; sys.exit(main())"]])
+def test_version(command, tmp_path):
+    run = subprocess.run([sys.executable, *command, "--version"], capture_output=True, text=True, cwd=tmp_path)
+    assert (run.returncode, run.stdout, run.stderr) == (0, f"fillers {fillers.__version__}\n", "")
+
+
+def test_python_m_fillers_runs_the_command(tmp_path):
+    run = subprocess.run([sys.executable, "-m", "fillers", "inspect", str(LENET)], capture_output=True, text=True,
+                         cwd=tmp_path)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.splitlines()[-1] == "total: 4 layers, 8 blobs, 431,080 parameters"

@@ -95,3 +95,10 @@ def test_as_a_process(tmp_path):
     usage = subprocess.run([sys.executable, "-m", "fillers.cli"], capture_output=True, text=True,
                            cwd=tmp_path)
     assert usage.returncode == 2
+
+
+def test_dash_output_is_stdout(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(["upgrade", str(V1), "-o", "-"]) == 0
+    assert capsys.readouterr() == (to_text(load_net(V1)), "")
+    assert list(tmp_path.iterdir()) == []  # no file named "-"

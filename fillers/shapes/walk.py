@@ -29,11 +29,12 @@ import os
 from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
+from google.protobuf.message import Message
 
 from fillers._params import resolve
-from fillers.caffe_pb2 import LayerParameter, NetParameter, NetState, NetStateRule
+from fillers.caffe_pb2 import LayerParameter, NetParameter, NetState, NetStateRule, as_message
 from fillers.errors import ShapeError
-from fillers.io import blob_array, blob_shape
+from fillers.caffemodel import blob_array, blob_shape
 from fillers.shapes.context import Shape, BlobSpec, FillStep, LayerBlobs, Unknown, NeedsUnknown, input_hint, LayerContext, count, RULES, LEARNABLE, rule
 from fillers.upgrade import net_needs_upgrade, upgrade_net
 
@@ -92,8 +93,9 @@ def _as_net(net: Any) -> NetParameter:
     if isinstance(net, (str, os.PathLike)):
         raise TypeError(f"net must be a NetParameter, not a path ({os.fspath(net)!r}): read the file with "
                         "fillers.load_net first")
-    if not isinstance(net, NetParameter):
+    if not isinstance(net, Message):
         raise TypeError(f"net must be a NetParameter, not {type(net).__name__}")
+    net = as_message(net, NetParameter)  # another schema's NetParameter (pycaffe's) through its bytes
     return upgrade_net(net) if net_needs_upgrade(net) else net
 
 
@@ -166,21 +168,24 @@ def infer_shapes(
     net: NetParameter,
     *,
     inputs: Mapping[str, Sequence[int]] | None = None,
-    phase: str | int = "TEST",
+    phase: str | int | None = "TEST",
 ) -> list[LayerBlobs]:
     """The learnable blobs of every layer, with shapes and fillers, in Caffe's order.
 
     Parameters
     ----------
     net : NetParameter
-        The net, as :func:`fillers.load_net` returns it (V0/V1 messages are upgraded first).  Shape inference
+        The net, as :func:`fillers.load_net` returns it (V0/V1 messages are upgraded first; another schema's
+        ``NetParameter``, pycaffe's ``caffe_pb2``, is read through its serialized bytes).  Shape inference
         reads no file and converts no stored weights.
     inputs : mapping of str to sequence of int, optional
         Shapes for top blobs by name; they override whatever the net says (use them for data layers whose
         shapes come from data, ``Python`` layers, or to change an input size).
-    phase : {"TEST", "TRAIN"}
+    phase : {"TEST", "TRAIN"} or None
         The phase the net is built for.  As in ``caffe::Net(file, phase)`` it replaces ``state { phase }``,
         the level is 0 and the file's ``state { stage }`` entries are kept for the include/exclude rules.
+        ``None`` uses the net's ``state`` (phase, level, stages) as it is, as ``caffe::Net(NetParameter)``
+        does (a solver's train net, its ``train_state`` merged in).
 
     Returns
     -------
@@ -204,14 +209,17 @@ def infer_shapes(
     ...     print(layer.name, [blob.shape for blob in layer.blobs])
     conv1 [(20, 1, 5, 5), (20,)]
     """
-    return _walk(_as_net(net), _check_inputs(inputs), _phase(phase))
+    return _walk(_as_net(net), _check_inputs(inputs), None if phase is None else _phase(phase))
 
 
-def _walk(net: NetParameter, inputs: dict[str, Shape], phase: int) -> list[LayerBlobs]:
+def _walk(net: NetParameter, inputs: dict[str, Shape], phase: int | None) -> list[LayerBlobs]:
     state = NetState()
     state.CopyFrom(net.state)
-    state.phase = phase
-    state.level = 0
+    if phase is None:
+        phase = state.phase
+    else:
+        state.phase = phase
+        state.level = 0
     blobs: dict[str, Shape | Unknown] = {}
     owners: dict[str, tuple[str, int, Shape]] = {}
     unused_inputs = set(inputs)
