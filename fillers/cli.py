@@ -109,10 +109,16 @@ def build_parser() -> argparse.ArgumentParser:
     fill.add_argument("--dtype", choices=("float32", "float64"), default="float32")
     fill.add_argument("--threads", type=_positive_int, default=None, help="worker threads (default: all cores)")
     fill.add_argument("--quiet", action="store_true", help="no progress bar, seed or summary")
+    fill.add_argument("--report", metavar="HTML",
+                      help="also write the HTML report: the layer table and a histogram of every blob")
 
     inspect = commands.add_parser("inspect", help="list every learnable blob: shape, filler, parameter count")
     net_options(inspect)
     inspect.add_argument("--json", action="store_true", help="machine-readable output")
+    inspect.add_argument("--html", metavar="HTML",
+                         help="write the HTML report (layer table; with --weights, a histogram per blob)")
+    inspect.add_argument("--weights", metavar="W",
+                         help="blobs to plot in the --html report: .caffemodel, .h5, .npz or .safetensors")
 
     upgrade = commands.add_parser("upgrade", help="rewrite a net in the current Caffe format")
     upgrade.add_argument("input", metavar="IN", help="net definition in any Caffe format")
@@ -191,6 +197,14 @@ def _inspect(args: argparse.Namespace) -> int:
     from fillers.net import apply_overrides, layer_keys
 
     net, phase, _ = _net_and_phase(args)
+    if args.html is not None:
+        from fillers import load
+        from fillers.report import write_report
+
+        weights = load(args.weights) if args.weights is not None else None
+        write_report(args.html, net, weights=weights, inputs=dict(args.input), phase=phase,
+                     overrides=dict(args.filler))
+        return 0
     layers = infer_shapes(net, inputs=dict(args.input), phase=phase)
     overridden: list[str] = []
     if args.filler:
@@ -219,7 +233,7 @@ def _inspect(args: argparse.Namespace) -> int:
 
 
 def _fill(args: argparse.Namespace) -> int:
-    from fillers import fill_net, fill_solver, save
+    from fillers import fill_net, fill_solver, load, save
 
     start = time.perf_counter()
     net, phase, solver = _net_and_phase(args)
@@ -236,6 +250,12 @@ def _fill(args: argparse.Namespace) -> int:
             filled = fill_net(net, seed=args.seed, rng=args.rng or "philox", phase=phase, **options)
     if in_memory:
         save(filled, args.output, naming=args.naming)
+    if args.report is not None:  # the blobs as written (read back: a .caffemodel is mapped, not copied)
+        from fillers.report import write_report
+
+        write_report(args.report, filled.net, weights=filled if in_memory else load(args.output),
+                     inputs=dict(args.input), phase=filled.phase, overrides=dict(args.filler),
+                     copied=filled.report.copied)
     if not args.quiet:
         count = sum(math.prod(blob.shape if isinstance(blob, np.ndarray) else blob)  # arrays, or shapes written
                     for blobs in filled.values() for blob in blobs)
@@ -299,6 +319,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "fill" and args.output == STDOUT:
         parser.error("fill -o -: the weight formats are binary and are written to files only; give a file name")
+    if args.command == "inspect" and args.weights is not None and args.html is None:
+        parser.error("inspect --weights needs --html")
     try:
         with warnings.catch_warnings():
             warnings.showwarning = _one_line_warning
