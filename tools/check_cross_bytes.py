@@ -1,8 +1,8 @@
-"""Check that the C kernels give the same bytes on other machines: x86-64 (every SIMD path, 1 and 4 threads),
-aarch64 and 32-bit x86 (SSE2), the last two cross-compiled and run under qemu-user.
+"""Check that the C kernels give the same bytes on other machines and compilers: x86-64 (every SIMD path, 1 and
+4 threads, GCC and clang), aarch64 and 32-bit x86 (SSE2), the last two cross-compiled and run under qemu-user.
 
 Builds tools/cross_bytes.c with the kernels for each target whose compiler (and emulator) is installed —
-on Debian: ``apt-get install gcc-aarch64-linux-gnu gcc-i686-linux-gnu libc6-dev-i386-cross qemu-user`` —
+on Debian: ``apt-get install clang gcc-aarch64-linux-gnu gcc-i686-linux-gnu libc6-dev-i386-cross qemu-user`` —
 and compares every target's hashes with x86-64's scalar path.  Not part of the test suite (it needs cross
 toolchains); ``python tools/check_cross_bytes.py``, exit status 1 when a target differs.
 """
@@ -24,6 +24,7 @@ TARGETS = {
     "x86-64 scalar, 1 thread": ("gcc", [], None, ["1", "0"]),
     "x86-64 scalar, 4 threads": ("gcc", [], None, ["4", "0"]),
     "x86-64 best SIMD path, 4 threads": ("gcc", [], None, ["4"]),
+    "x86-64 clang, best SIMD path, 4 threads": ("clang", [], None, ["4"]),
     "aarch64, 4 threads": ("aarch64-linux-gnu-gcc", ["-static"], "qemu-aarch64", ["4"]),
     "i686 (SSE2), 4 threads": ("i686-linux-gnu-gcc", ["-static", "-msse2", "-mfpmath=sse"], "qemu-i386", ["4"]),
 }
