@@ -21,7 +21,10 @@ The public API:
   starts from.
 - :func:`save` and :func:`load` write and read filled parameters: ``.caffemodel``, ``.h5``, ``.npz``,
   ``.safetensors`` (atomic writes; with the fill's seed, rng, dtype and version as metadata,
-  :func:`read_metadata`; ``naming="torch"`` for PyTorch's ``conv1.weight`` names).
+  :func:`read_metadata`; ``naming="torch"`` for PyTorch's ``conv1.weight`` names); ``fill_net(..., out=path)``
+  fills straight into such a file in bounded memory.  :mod:`fillers.caffemodel` is the streaming
+  ``.caffemodel`` reader and writer (mapped views of the weights; :class:`~fillers.caffemodel.CaffemodelWriter`
+  layer by layer); :mod:`fillers.dask` (optional) gives blobs as Dask arrays filled chunk by chunk.
 - Bad input raises a :class:`FillersError` (a ``ValueError``): :class:`PrototxtError` (``file:line:column``),
   :class:`ShapeError` (layer, blob), :class:`FileFormatError` (path, byte offset), :class:`FillerError`
   (field and value), :class:`ArrayError`.
@@ -38,6 +41,7 @@ from fillers.errors import (
     PrototxtError,
     PrototxtWarning,
     ShapeError,
+    ShapeWarning,
 )
 from fillers.io import load, read_metadata, save
 from fillers.net import FilledNet, FillReport, fill_net, fill_solver, philox_stream, solver_train_net
@@ -81,6 +85,7 @@ __all__ = [
     "register_layer",
     "save",
     "ShapeError",
+    "ShapeWarning",
     "solver_train_net",
     "upgrade_net",
 ]

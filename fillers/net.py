@@ -238,6 +238,9 @@ class FilledNet(dict):
         ``"philox"`` or ``"caffe"``.
     dtype : numpy.dtype
     report : FillReport
+    phase : {"TEST", "TRAIN"} or None
+        The phase the net was built for (``None``: its own ``state``); :func:`fillers.save` writes a
+        ``.caffemodel``'s net for it.
     metadata : dict of str to str
         What :func:`fillers.save` records in ``.safetensors``, ``.h5`` and ``.npz`` files: ``fillers.seed``,
         ``fillers.rng``, ``fillers.dtype``, ``fillers.version``, ``fillers.phase`` and, where given,
@@ -245,9 +248,11 @@ class FilledNet(dict):
     """
 
     def __init__(self, blobs: Mapping[str, list[np.ndarray]] | Mapping[str, list[tuple[int, ...]]], *, net: NetParameter, seed: int, rng: str,
-                 dtype: np.dtype, report: FillReport, metadata: dict[str, str]) -> None:
+                 dtype: np.dtype, report: FillReport, metadata: dict[str, str],
+                 phase: str | int | None = "TEST") -> None:
         super().__init__(blobs)
         self.net = net
+        self.phase = phase
         self.seed = seed
         self.rng = rng
         self.dtype = dtype
@@ -256,12 +261,12 @@ class FilledNet(dict):
 
     def __reduce__(self):
         return _rebuild_filled_net, (dict(self), self.net.SerializeToString(), self.seed, self.rng,
-                                     self.dtype, self.report, self.metadata)
+                                     self.dtype, self.report, self.metadata, self.phase)
 
 
-def _rebuild_filled_net(blobs, net, seed, rng, dtype, report, metadata) -> FilledNet:
+def _rebuild_filled_net(blobs, net, seed, rng, dtype, report, metadata, phase) -> FilledNet:
     return FilledNet(blobs, net=NetParameter.FromString(net), seed=seed, rng=rng, dtype=dtype, report=report,
-                     metadata=metadata)
+                     metadata=metadata, phase=phase)
 
 
 def fill_net(
@@ -272,6 +277,7 @@ def fill_net(
     dtype: Any = np.float32,
     inputs: Mapping[str, Sequence[int]] | None = None,
     phase: str | int | None = "TEST",
+    strict: bool = False,
     threads: int | None = None,
     out: str | os.PathLike | None = None,
     progress: Callable[[int, int], None] | None = None,
@@ -293,7 +299,7 @@ def fill_net(
         The stream (see the module notes).
     dtype : float32 or float64
         Caffe's ``Dtype``.
-    inputs, phase
+    inputs, phase, strict
         As for :func:`fillers.infer_shapes` (``phase=None`` takes the whole state from the net's ``state``).
     threads : int, optional
         Worker threads for ``rng="philox"`` (never changes the values); must be ``None`` for Caffe's
@@ -364,7 +370,7 @@ def fill_net(
     caffe_rng = CaffeRNG(seed) if rng == "caffe" else None
     net_message = as_message(net, NetParameter) if isinstance(net, Message) else load_net(net)
     report = FillReport()
-    layers = infer_shapes(net_message, inputs=inputs, phase=phase)
+    layers = infer_shapes(net_message, inputs=inputs, phase=phase, strict=strict)
     keys = layer_keys(layers)
     if overrides:
         layers, report.overridden = apply_overrides(layers, overrides)
@@ -374,11 +380,11 @@ def fill_net(
     plan = _plan(layers, keys, seed=seed, caffe_rng=caffe_rng, dt=dt, threads=threads, copies=copies)
     shapes = {key: [blob.shape for blob in layer.blobs] for key, layer in zip(keys, layers)}
     metadata = _metadata(seed, rng, dt, net_message if phase is None else phase, inputs, weights, overrides)
-    how = dict(net=net_message, seed=seed, rng=rng, dtype=dt, report=report, metadata=metadata)
+    how = dict(net=net_message, seed=seed, rng=rng, dtype=dt, report=report, metadata=metadata, phase=phase)
     if out is not None:
         pieces = ((key, [blob.chunked() if isinstance(blob, _PhiloxBlob) else blob for blob in blobs])
                   for key, blobs in plan)
-        write_streamed(out, shapes, dt, pieces, net=net_message, progress=progress, metadata=metadata)
+        write_streamed(out, shapes, dt, pieces, net=net_message, phase=phase, progress=progress, metadata=metadata)
         return FilledNet(shapes, **how)
     total = sum(math.prod(shape) for blob_shapes in shapes.values() for shape in blob_shapes) * dt.itemsize
     return FilledNet(_fill_in_memory(plan, total, progress), **how)

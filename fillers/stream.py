@@ -22,8 +22,8 @@ from typing import Callable, Iterable, Iterator, Mapping, Sequence
 import numpy as np
 
 from fillers import caffe_pb2
-from fillers.caffemodel import Blob, CaffemodelWriter, blob_pieces, check_caffemodel_size
-from fillers.io import _NPZ_METADATA, _ORDER_KEY, _format, _optional, atomic_write, check_h5_names
+from fillers.caffemodel import Blob, CaffemodelWriter, blob_pieces, check_caffemodel_size, write_blob
+from fillers.io import _NPZ_METADATA, _ORDER_KEY, _format, _optional, atomic_write, caffemodel_layers, check_h5_names
 
 __all__ = ["write_streamed"]
 
@@ -58,7 +58,7 @@ def _checked(layers: Layers, shapes: Shapes) -> Iterator[tuple[str, Sequence[Blo
 
 
 def write_streamed(path: str | os.PathLike, shapes: Shapes, dtype: np.dtype, layers: Layers, *,
-                   net: caffe_pb2.NetParameter | None = None,
+                   net: caffe_pb2.NetParameter | None = None, phase: str | int | None = "TEST",
                    progress: Callable[[int, int], None] | None = None,
                    metadata: Mapping[str, str] | None = None) -> None:
     """Write blobs produced one layer at a time to ``path`` (atomically), in any format :func:`fillers.save`
@@ -76,7 +76,9 @@ def write_streamed(path: str | os.PathLike, shapes: Shapes, dtype: np.dtype, lay
         The blobs, in the order of ``shapes``; a :class:`~fillers.caffemodel.ChunkedBlob` is filled piece by
         piece as it is written.  The iterable is consumed once, in step with the writing.
     net : NetParameter, optional
-        The net: its name and layer types go into a ``.caffemodel``.
+        The net: a ``.caffemodel`` holds it whole, built for ``phase``, as :func:`fillers.save` writes it.
+    phase : {"TEST", "TRAIN"} or None
+        As for :func:`fillers.save`.
     progress : callable, optional
         ``progress(done, total)`` in bytes after each piece written.
     metadata : mapping of str to str, optional
@@ -96,7 +98,7 @@ def write_streamed(path: str | os.PathLike, shapes: Shapes, dtype: np.dtype, lay
                        progress)
     metadata = dict(metadata or {})
     if fmt == ".caffemodel":
-        _write_caffemodel(path, shapes, dtype, layers, net, counter)
+        _write_caffemodel(path, shapes, dtype, layers, net, phase, counter)
     elif fmt == ".safetensors":
         _write_safetensors(path, shapes, dtype, layers, counter, metadata)
     elif fmt == ".h5":
@@ -107,21 +109,23 @@ def write_streamed(path: str | os.PathLike, shapes: Shapes, dtype: np.dtype, lay
 
 def _write_all(handle, blobs: Sequence[Blob], counter: _Counter) -> None:
     for blob in blobs:
-        for piece in blob_pieces(blob):
-            handle.write(piece)
-            counter(piece.nbytes)
+        write_blob(handle.write, blob, counter)
 
 
-def _write_caffemodel(path, shapes: Shapes, dtype: np.dtype, layers, net, counter: _Counter) -> None:
-    types = {layer.name: layer.type for layer in net.layer} if net is not None else {}
+def _write_caffemodel(path, shapes: Shapes, dtype: np.dtype, layers, net, phase, counter: _Counter) -> None:
     head = caffe_pb2.NetParameter(name=net.name) if net is not None else None
-    spec = [(caffe_pb2.LayerParameter(name=key, type=types.get(key, "")),
-             [np.broadcast_to(dtype.type(0), shape) for shape in blob_shapes])  # shape and dtype, no memory
-            for key, blob_shapes in shapes.items()]
+    plan = caffemodel_layers(shapes, net, phase)
+    spec = [(layer, [np.broadcast_to(dtype.type(0), shape) for shape in shapes[key]] if key is not None else [])
+            for layer, key in plan]  # shape and dtype, no memory
     check_caffemodel_size(path, head, spec)
     with atomic_write(path) as handle:
         writer = CaffemodelWriter(handle, head)
-        for (layer, _), (_, blobs) in zip(spec, layers):
+        for layer, key in plan:
+            blobs: Sequence[Blob] = ()
+            if key is not None:
+                got, blobs = next(layers)
+                if got != key:
+                    raise RuntimeError(f"layer {got!r} comes where the net has {key!r}")  # a bug in the caller
             writer.add_layer(layer, blobs, progress=counter)
 
 

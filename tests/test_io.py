@@ -47,24 +47,22 @@ def test_round_trip(tmp_path, params, suffix):
             np.testing.assert_array_equal(got, want)
 
 
-def test_caffemodel_is_a_netparameter_with_names_types_and_shapes(tmp_path, params):
-    net = caffe_pb2.NetParameter(name="tiny")
-    net.layer.add(name="conv1", type="Convolution")
+def test_caffemodel_without_a_net_is_a_netparameter_with_names_and_shapes(tmp_path, params):
+    """Without ``net=`` the file holds what params has (the whole net: tests/test_whole_net.py)."""
     path = tmp_path / "tiny.caffemodel"
-    save(params, path, net=net)
+    save(params, path)
     parsed = caffe_pb2.NetParameter.FromString(path.read_bytes())
-    assert parsed.name == "tiny"
-    assert [layer.name for layer in parsed.layer] == list(params)
+    assert not parsed.HasField("name")
+    assert [(layer.name, layer.type) for layer in parsed.layer] == [(name, "") for name in params]
     conv = parsed.layer[0]
-    assert conv.type == "Convolution"
     assert list(conv.blobs[0].shape.dim) == [8, 3, 5, 5]
     np.testing.assert_array_equal(np.array(conv.blobs[0].data, np.float32), params["conv1"][0].ravel())
     assert not parsed.layer[4].blobs[0].HasField("shape")  # a 0-axis blob: no shape field, as Caffe writes it
     assert len(parsed.layer[5].blobs[0].double_data) == 6
     # Byte-identical to what protobuf itself would encode for the same message.
-    expected = caffe_pb2.NetParameter(name="tiny")
+    expected = caffe_pb2.NetParameter()
     for layer, blobs in params.items():
-        message = expected.layer.add(name=layer, type="Convolution" if layer == "conv1" else "")
+        message = expected.layer.add(name=layer)
         for blob in blobs:
             proto = message.blobs.add(shape=caffe_pb2.BlobShape(dim=blob.shape)) if blob.ndim else message.blobs.add()
             (proto.data if blob.dtype == np.float32 else proto.double_data).extend(blob.ravel().tolist())

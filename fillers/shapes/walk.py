@@ -26,16 +26,19 @@ from __future__ import annotations
 
 import functools
 import os
+import warnings
 from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 from google.protobuf.message import Message
 
 from fillers._params import resolve
-from fillers.caffe_pb2 import LayerParameter, NetParameter, NetState, NetStateRule, as_message
-from fillers.errors import ShapeError
+from fillers.caffe_pb2 import (BlobProto, FillerParameter, LayerParameter, NetParameter, NetState, NetStateRule,
+                               as_message)
 from fillers.caffemodel import blob_array, blob_shape
-from fillers.shapes.context import Shape, BlobSpec, FillStep, LayerBlobs, Unknown, NeedsUnknown, input_hint, LayerContext, count, RULES, LEARNABLE, rule
+from fillers.errors import ShapeError, ShapeWarning
+from fillers.shapes.context import (LEARNABLE, RULES, BlobSpec, FillStep, LayerBlobs, LayerContext, NeedsUnknown,
+                                    NetLayer, Shape, Unknown, count, input_hint, teach_hint)
 from fillers.upgrade import net_needs_upgrade, upgrade_net
 
 
@@ -140,7 +143,7 @@ def _layer_blobs(layer: LayerContext, owners: dict[str, tuple[str, int, Shape]],
         except ValueError as err:
             raise layer.error(f"blob {step.blob}: {err}") from None
     return LayerBlobs(name=param.name, type=param.type, blobs=specs, fills=tuple(fills), raw_draws_before=draws,
-                      given=given, make_given=make_given)
+                      given=given, variant=layer.variant, make_given=make_given)
 
 
 def _check_net_blobs(layer: LayerContext) -> None:
@@ -169,6 +172,7 @@ def infer_shapes(
     *,
     inputs: Mapping[str, Sequence[int]] | None = None,
     phase: str | int | None = "TEST",
+    strict: bool = False,
 ) -> list[LayerBlobs]:
     """The learnable blobs of every layer, with shapes and fillers, in Caffe's order.
 
@@ -186,6 +190,11 @@ def infer_shapes(
         the level is 0 and the file's ``state { stage }`` entries are kept for the include/exclude rules.
         ``None`` uses the net's ``state`` (phase, level, stages) as it is, as ``caffe::Net(NetParameter)``
         does (a solver's train net, its ``train_state`` merged in).
+    strict : bool
+        A layer of a type no rule knows is an error.  Otherwise (the default) it is passed over with a
+        :class:`~fillers.ShapeWarning`: its tops get unknown shapes (an in-place top keeps its bottom's), which
+        only stop the net when a learnable layer needs them; one that surely has learnable blobs (``param``
+        specs, ``blobs`` or a filler field) is still an error.
 
     Returns
     -------
@@ -197,7 +206,8 @@ def infer_shapes(
     ------
     ShapeError
         A learnable layer needs a shape that cannot be known from the net (the message names the layer the
-        shape comes from and how to pass it with ``inputs``), a layer type fillers does not know, a bottom
+        shape comes from and how to pass it with ``inputs`` or teach fillers its type), a layer type fillers
+        does not know that has learnable blobs (any unknown type with ``strict``), a bottom
         no layer produces, ``inputs`` naming no top, or parameters Caffe itself would reject.
     TypeError, ValueError
         ``net`` (a path included), ``inputs`` or ``phase`` of the wrong kind.
@@ -209,23 +219,127 @@ def infer_shapes(
     ...     print(layer.name, [blob.shape for blob in layer.blobs])
     conv1 [(20, 1, 5, 5), (20,)]
     """
-    return _walk(_as_net(net), _check_inputs(inputs), None if phase is None else _phase(phase))
+    layers = net_layers(net, inputs=inputs, phase=phase, strict=strict)
+    return [layer.learnable for layer in layers if layer.learnable]
 
 
-def _walk(net: NetParameter, inputs: dict[str, Shape], phase: int | None) -> list[LayerBlobs]:
+def net_layers(
+    net: NetParameter,
+    *,
+    inputs: Mapping[str, Sequence[int]] | None = None,
+    phase: str | int | None = "TEST",
+    strict: bool = False,
+) -> list[NetLayer]:
+    """Every layer of the net as Caffe's ``Net::Init`` sets it up, with its bottom and top shapes.
+
+    Parameters and errors as for :func:`infer_shapes`, which lists the ``learnable`` part of these.
+
+    Returns
+    -------
+    list of NetLayer
+        One entry per layer that passes the include/exclude rules, in prototxt order.
+    """
+    if not isinstance(strict, bool):
+        raise TypeError(f"strict must be a bool, got {type(strict).__name__}")
+    return _walk(_as_net(net), _check_inputs(inputs), None if phase is None else _phase(phase), strict)
+
+
+def _known(shape: Shape | Unknown) -> Shape | None:
+    return None if isinstance(shape, Unknown) else shape
+
+
+def _net_state(net: NetParameter, phase: int | None) -> NetState:
+    """The state Caffe builds with: ``caffe::Net(file, phase)``'s (the file's stages, the given phase, level 0),
+    or with ``phase`` None ``caffe::Net(NetParameter)``'s, the net's own ``state``."""
     state = NetState()
     state.CopyFrom(net.state)
-    if phase is None:
-        phase = state.phase
-    else:
+    if phase is not None:
         state.phase = phase
         state.level = 0
+    return state
+
+
+def _run_rule(layer: LayerContext, rule: Callable[[LayerContext], Any]) -> list[Shape | Unknown]:
+    """The top shapes a layer's rule gives (unknown ones when a parameter-free layer needs an unknown
+    bottom shape; a learnable layer that needs one is an error naming where the shape comes from)."""
+    param = layer.param
+    try:
+        tops = rule(layer)
+        if tops is None:  # a rule that set its tops with layer.set_top
+            missing = [i for i in range(layer.num_tops) if i not in layer.tops]
+            if missing:
+                raise layer.error(f"its rule set no shape for top(s) {missing}")
+            tops = [layer.tops[i] for i in range(layer.num_tops)]
+    except NeedsUnknown as need:
+        if param.type not in LEARNABLE:
+            return [need.unknown] * layer.num_tops
+        source = need.unknown.blob or need.bottom
+        via = "" if source == need.bottom else f", which is computed from blob {source!r}"
+        raise ShapeError(
+            f"layer {param.name!r} ({param.type}) needs the shape of blob {need.bottom!r}{via}; that cannot be "
+            f"known from the net: {need.unknown.origin}; {input_hint(source, need.unknown.unknown_type)}",
+            layer=param.name, blob=source,
+        ) from None
+    return list(tops)
+
+
+def _learnable_marks(param: LayerParameter) -> list[str]:
+    """What in a layer says it surely has learnable blobs: param specs, blobs, filler fields."""
+    marks = [f"{len(param.param)} param spec(s)"] if param.param else []
+    if param.blobs:
+        marks.append(f"{len(param.blobs)} blob(s)")
+
+    def fillers_in(message: Any, path: str) -> None:
+        for fd, value in message.ListFields():
+            if fd.message_type is None:
+                continue
+            for i, sub in enumerate(value if fd.is_repeated else [value]):
+                where = f"{path}.{fd.name}" + (f"[{i}]" if fd.is_repeated else "")
+                if fd.message_type is FillerParameter.DESCRIPTOR:
+                    marks.append(f"filler {where[1:]}")
+                elif fd.message_type is not BlobProto.DESCRIPTOR:
+                    fillers_in(sub, where)
+
+    fillers_in(param, "")
+    return marks
+
+
+def _pass_over(layer: LayerContext, index: int, strict: bool) -> list[Shape | Unknown]:
+    """A layer of a type no rule knows: its tops get unknown shapes (an in-place top keeps its bottom's),
+    with one warning; an error when it surely has learnable blobs or ``strict``."""
+    param = layer.param
+    where = f"layer {param.name!r} (net.layer[{index}], type {param.type!r})"
+    if strict:
+        raise layer.error(f"unknown layer type {param.type!r}: fillers does not know its learnable blobs or "
+                          f"top shapes; {teach_hint(param.type)}")
+    marks = _learnable_marks(param)
+    if marks:
+        raise layer.error(f"unknown layer type {param.type!r} with learnable blobs ({', '.join(marks)}): their "
+                          f"shapes cannot be guessed; {teach_hint(param.type)}")
+    origin = f"{where} is of a type fillers does not know"
+    tops: list[Shape | Unknown] = []
+    for name in param.top:
+        if name in param.bottom:  # in place: the layer keeps its bottom's shape
+            tops.append(layer._bottoms[list(param.bottom).index(name)])
+        else:
+            tops.append(Unknown(origin, unknown_type=param.type))
+    passed = [name for name, shape in zip(param.top, tops) if isinstance(shape, Unknown)]
+    warnings.warn(ShapeWarning(f"{where}: unknown layer type passed over; "
+                               + (f"its top(s) {passed} have unknown shapes" if passed
+                                  else "its tops keep their bottoms' shapes"), layer=param.name, index=index),
+                  stacklevel=5)
+    return tops
+
+
+def _walk(net: NetParameter, inputs: dict[str, Shape], phase: int | None, strict: bool) -> list[NetLayer]:
+    state = _net_state(net, phase)
+    phase = state.phase
     blobs: dict[str, Shape | Unknown] = {}
     owners: dict[str, tuple[str, int, Shape]] = {}
     unused_inputs = set(inputs)
-    out: list[LayerBlobs] = []
+    out: list[NetLayer] = []
     draws = 0
-    for param in net.layer:
+    for index, param in enumerate(net.layer):
         if not _included(param, state):
             continue
         for j, name in enumerate(param.bottom):
@@ -243,38 +357,119 @@ def _walk(net: NetParameter, inputs: dict[str, Shape], phase: int | None) -> lis
         if not param.type:
             raise layer.error("the layer has no type (a legacy V0/V1 layer type that has no current name?)")
         if rule is None:
-            raise layer.error(f"unknown layer type {param.type!r}: fillers does not know its learnable blobs "
-                              "or top shapes")
-        try:
-            tops = rule(layer)
-            if tops is None:  # a rule that set its tops with layer.set_top
-                missing = [i for i in range(layer.num_tops) if i not in layer.tops]
-                if missing:
-                    raise layer.error(f"its rule set no shape for top(s) {missing}")
-                tops = [layer.tops[i] for i in range(layer.num_tops)]
-        except NeedsUnknown as need:
-            if param.type in LEARNABLE:
-                source = need.unknown.blob or need.bottom
-                via = "" if source == need.bottom else f", which is computed from blob {source!r}"
-                raise ShapeError(
-                    f"layer {param.name!r} ({param.type}) needs the shape of blob {need.bottom!r}{via}; that "
-                    f"cannot be known from the net: {need.unknown.origin}; {input_hint(source)}"
-                ) from None
-            tops = [need.unknown] * layer.num_tops
+            tops = _pass_over(layer, index, strict)
+        else:
+            tops = _run_rule(layer, rule)
         if len(tops) < layer.num_tops:
             raise layer.error(f"has {layer.num_tops} tops; this layer type makes {len(tops)}")
         draws += layer.raw_draws
         for name, shape in zip(param.top, tops):
             if isinstance(shape, Unknown) and not shape.blob:
-                shape = Unknown(shape.origin, name)
+                shape = Unknown(shape.origin, name, shape.unknown_type)
             if name in inputs:
                 shape = inputs[name]
                 unused_inputs.discard(name)
             blobs[name] = shape
+        learnable = None
         if layer.blobs:
-            out.append(_layer_blobs(layer, owners, draws))
+            learnable = _layer_blobs(layer, owners, draws)
             draws = 0
+        out.append(NetLayer(param=param, bottoms=tuple(zip(param.bottom, map(_known, layer._bottoms))),
+                            tops=tuple((top, _known(blobs[top])) for top in param.top), learnable=learnable))
     if unused_inputs:
         raise ShapeError(f"inputs name no top blob of the net: {sorted(unused_inputs)}; "
                          f"its tops are {sorted(blobs)}")
     return out
+
+
+def built_net(net: NetParameter, *, phase: str | int | None = "TEST") -> NetParameter:
+    """The net as Caffe's ``Net::Init`` builds it, which is what ``Net::ToProto`` writes (blobs aside).
+
+    ``FilterNet`` keeps the layers whose include/exclude rules the state meets (as :func:`infer_shapes`);
+    ``InsertSplits`` adds a ``Split`` layer after every top that more than one layer reads (or that a layer
+    reads and a loss weight weighs), named ``<blob>_<layer>_<top index>_split``, and renames the readers'
+    bottoms to its tops; every layer without a ``phase`` gets the net's.  The net keeps only its name
+    (``Net::ToProto`` writes no other field of its own).
+
+    Parameters
+    ----------
+    net : NetParameter
+        A current-format net (V0/V1 messages are upgraded first).
+    phase : {"TEST", "TRAIN"} or None
+        As for :func:`infer_shapes` (``None``: the net's own ``state``).
+
+    Returns
+    -------
+    NetParameter
+        A new message; its layers hold no ``blobs`` (``Net::ToProto`` writes each layer's own blobs there).
+
+    Raises
+    ------
+    ShapeError
+        A layer with both include and exclude rules, or a bottom no earlier layer produces (the layer and the
+        bottom index are named).
+    """
+    net = _as_net(net)
+    state = _net_state(net, None if phase is None else _phase(phase))
+    phase_value = state.phase
+    layers = []
+    for layer in net.layer:
+        if _included(layer, state):
+            copy = LayerParameter()
+            copy.CopyFrom(layer)
+            copy.ClearField("blobs")
+            layers.append(copy)
+    out = NetParameter(name=net.name)
+    out.layer.extend(_insert_splits(layers))
+    for layer in out.layer:  # after the splits, as in Net::Init: they get the net's phase too
+        if not layer.HasField("phase"):
+            layer.phase = phase_value
+    return out
+
+
+def _insert_splits(layers: list[LayerParameter]) -> list[LayerParameter]:
+    """Caffe's ``InsertSplits`` over filtered layers (modified in place; the Split layers are new)."""
+    last_top: dict[str, tuple[int, int]] = {}  # blob name -> (layer, top index) of its latest writer
+    source: dict[tuple[int, int], tuple[int, int]] = {}  # (layer, bottom index) -> the top it reads
+    readers: dict[tuple[int, int], int] = {}
+    loss_weight: dict[tuple[int, int], float] = {}
+    for i, layer in enumerate(layers):
+        for j, name in enumerate(layer.bottom):
+            if name not in last_top:
+                raise ShapeError(f"layer {layer.name!r} ({layer.type}): unknown bottom blob {name!r} (bottom index "
+                                 f"{j}); no earlier layer produces it", layer=layer.name, blob=name)
+            source[i, j] = last_top[name]
+            readers[last_top[name]] = readers.get(last_top[name], 0) + 1
+        for j, name in enumerate(layer.top):
+            last_top[name] = (i, j)
+        for j in range(min(len(layer.loss_weight), len(layer.top))):
+            top = last_top[layer.top[j]]
+            loss_weight[top] = layer.loss_weight[j]
+            if loss_weight[top]:
+                readers[top] = readers.get(top, 0) + 1
+    taken: dict[tuple[int, int], int] = {}  # split tops handed out so far
+    out = []
+    for i, layer in enumerate(layers):
+        for j, name in enumerate(layer.bottom):
+            top = source[i, j]
+            if readers[top] > 1:
+                layer.bottom[j] = _split_blob(layers[top[0]].name, name, top[1], taken.get(top, 0))
+                taken[top] = taken.get(top, 0) + 1
+        out.append(layer)
+        for j, name in enumerate(layer.top):
+            n = readers.get((i, j), 0)
+            if n > 1:
+                weight = loss_weight.get((i, j), 0.0)
+                split = LayerParameter(name=f"{name}_{layer.name}_{j}_split", type="Split", bottom=[name],
+                                       top=[_split_blob(layer.name, name, j, k) for k in range(n)])
+                if weight:
+                    split.loss_weight.extend([weight] + [0.0] * (n - 1))
+                    layer.ClearField("loss_weight")
+                    taken[i, j] = taken.get((i, j), 0) + 1
+                out.append(split)
+    return out
+
+
+def _split_blob(layer: str, blob: str, top_index: int, split_index: int) -> str:
+    """Caffe's ``SplitBlobName``."""
+    return f"{blob}_{layer}_{top_index}_split_{split_index}"
