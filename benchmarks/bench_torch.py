@@ -10,13 +10,11 @@ A section of ``benchmarks/run.py`` (its results and README table include it); al
 """
 from __future__ import annotations
 
-import json
 import os
 import sys
 import time
-from pathlib import Path
 
-from run import best_interleaved
+from run import HERE, best_interleaved, write_results
 
 TARGETS = {"float32": 4.0, "float16": 2.0}
 DTYPES = ("float32", "float16", "bfloat16")
@@ -112,7 +110,5 @@ if __name__ == "__main__":
     print(report(section))
     if section is not None:
         section["seconds"] = time.perf_counter() - started
-        out = Path(__file__).resolve().parent / "results_torch.json"
-        out.write_text(json.dumps(section, indent=1) + "\n")
-        print(f"wrote {out}")
+        write_results(HERE / "results_torch.json", section)
     sys.exit(0 if section is not None else 1)
