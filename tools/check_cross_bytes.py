@@ -16,7 +16,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 SRC = ROOT / "fillers" / "src"
-KERNELS = ["philox_fill.c", "common.c", "pool.c", "caffe_rng.c"]
+KERNELS = ["philox_fill.c", "common.c", "pool.c", "caffe_rng.c", "half.c"]
 # The flags setup.py gives GCC (the 32-bit x86 ones too).
 FLAGS = ["-O3", "-ffp-contract=off", "-fno-math-errno", "-std=c11", "-pthread"]
 # name: (compiler, extra flags, emulator or None, arguments: threads [simd path])
