@@ -8,10 +8,10 @@ from setuptools import Extension, setup
 from setuptools.command.build_py import build_py
 
 HERE = Path(__file__).parent
-SOURCES = ["fillers/src/philox_fill.c", "fillers/src/common.c"]
+SOURCES = ["fillers/src/philox_fill.c", "fillers/src/common.c", "fillers/src/pool.c"]
 # Strict IEEE arithmetic (no FMA contraction) keeps every dispatch path byte-identical; no -march flags:
 # SIMD variants are chosen at run time.
-COMPILE_ARGS = ["-O3", "-ffp-contract=off", "-fno-math-errno", "-fopenmp", "-std=c11"]
+COMPILE_ARGS = ["-O3", "-ffp-contract=off", "-fno-math-errno", "-pthread", "-std=c11"]
 DEBUG = os.environ.get("FILLERS_DEBUG") == "1"  # bounds checks back on for a debug build
 
 
@@ -48,7 +48,7 @@ def extension(name, sources):
         # the kernels include templates and headers: any change must rebuild (setuptools only sees .c files)
         depends=sorted(str(p) for p in Path("fillers/src").glob("*.h")),
         extra_compile_args=COMPILE_ARGS,
-        extra_link_args=["-fopenmp"],
+        extra_link_args=["-pthread"],
     )
 
 

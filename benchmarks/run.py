@@ -8,8 +8,9 @@ Every filler fills 64 Mi elements (float32, then float64) with all cores and is 
 nearest equivalent (``Generator(PCG64)``, single-threaded as numpy is) and, when torch is importable, with
 ``torch.nn.init`` on the same memory (all cores), each timed best-of-k after a warm-up in this same run.
 Also: thread scaling 1 -> all cores, peak RSS while filling a 1 GiB blob (in a subprocess), ``fill_net`` of
-VGG-19 against a torch script creating the same tensors, and the Caffe-exact stream's section from
-``benchmarks/bench_caffe.py`` when present.  Prints a table and the issue's targets, writes
+VGG-19 against a torch script creating the same tensors, the Caffe-exact stream's section from
+``benchmarks/bench_caffe.py`` and the busy-neighbour section from ``benchmarks/bench_busy.py`` (all cores
+against one thread while another process spins on one core).  Prints a table and the issue's targets, writes
 ``benchmarks/results.json`` (with the machine: CPU model, cores, versions, SIMD path) and, with
 ``--readme``, rewrites the table between the README's benchmark-table markers.  ``--quick`` uses 4 Mi
 elements (a smoke test, not a measurement).
@@ -284,15 +285,16 @@ def torch_create(torch, blobs) -> list:
     return out
 
 
-def bench_caffe(n: int, k: int) -> dict | None:
-    """The Caffe-exact stream's section (benchmarks/bench_caffe.py), when present."""
-    path = HERE / "bench_caffe.py"
+def bench_section(name: str, **kwargs) -> dict | None:
+    """The section in ``benchmarks/<name>.py`` (its ``run(**kwargs)``, printed with its ``report``), when
+    present: bench_caffe (the Caffe-exact stream), bench_busy (all cores with one core busy)."""
+    path = HERE / f"{name}.py"
     if not path.exists():
         return None
-    spec = importlib.util.spec_from_file_location("bench_caffe", path)
+    spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    results = module.run(size=n, repeat=k)
+    results = module.run(**kwargs)
     print("\n" + module.report(results))
     return results
 
@@ -381,6 +383,11 @@ def markdown(results: dict) -> str:
     if caffe and "kinds" in caffe:
         lines.append("Caffe-exact stream vs numpy MT19937: "
                      + ", ".join(f"{k} {v['ratio']:.2f}x" for k, v in caffe["kinds"].items()) + ".")
+    busy = results.get("busy_neighbour")
+    if busy:
+        lines.append(f"One core kept busy by another process: all {busy['threads']} threads vs one thread (median "
+                     f"time ratio, >= 1 is not slower) "
+                     + ", ".join(f"{k} {v['ratio']:.2f}x" for k, v in busy["fillers"].items()) + ".")
     return "\n".join(lines)
 
 
@@ -416,7 +423,8 @@ def main(argv: list[str] | None = None) -> int:
     fill_net = bench_fill_net(torch, 3 if not args.quick else 1, vgg19(), "VGG-19 (deploy: constant fillers)")
     fill_net_gaussian = bench_fill_net(torch, 3 if not args.quick else 1, vgg19('type: "gaussian" std: 0.01'),
                                        "VGG-19 (weights gaussian std 0.01)")
-    caffe = bench_caffe(n, max(2, k - 2))
+    caffe = bench_section("bench_caffe", size=n, repeat=max(2, k - 2))
+    busy = bench_section("bench_busy", size=n, repeat=2 * k - 1)
     elapsed = time.perf_counter() - started
 
     summary = check_targets(rows, rss, fill_net) if not args.quick else []
@@ -427,7 +435,7 @@ def main(argv: list[str] | None = None) -> int:
 
     results = {"machine": info, "elements": n, "best_of": k, "threads": threads, "fillers": rows,
                "rss": rss, "fill_net_vgg19": fill_net, "fill_net_vgg19_gaussian": fill_net_gaussian,
-               "caffe": caffe, "targets": summary,
+               "caffe": caffe, "busy_neighbour": busy, "targets": summary,
                "seconds": elapsed, "date": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
     tmp = args.out.with_suffix(args.out.suffix + ".tmp")
     tmp.write_text(json.dumps(results, indent=1) + "\n")

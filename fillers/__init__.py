@@ -12,6 +12,7 @@ The public API:
   :func:`upgrade_net` is Caffe's format upgrade on its own.
 - :func:`infer_shapes` lists every learnable blob of a net with its shape and filler, as Caffe's ``Net::Init``
   would set it up (:class:`LayerBlobs`, :class:`BlobSpec`; :class:`ShapeError` when a shape cannot be known);
+  :func:`register_layer` teaches it a layer type (:class:`LayerContext` is what a rule gets);
   :func:`fill_net` fills them all, from Philox streams keyed by layer name or bit-identically to Caffe.
 - :func:`save` and :func:`load` write and read filled parameters: ``.caffemodel``, ``.h5``, ``.npz``,
   ``.safetensors`` (atomic writes).
@@ -35,7 +36,7 @@ from fillers.errors import (
 from fillers.io import load, save
 from fillers.net import fill_net, philox_stream
 from fillers.prototxt import load_net, load_solver
-from fillers.shapes import BlobSpec, FillStep, LayerBlobs, infer_shapes
+from fillers.shapes import BlobSpec, FillStep, LayerBlobs, LayerContext, infer_shapes, register_layer
 from fillers.upgrade import upgrade_net
 
 __all__ = [
@@ -54,6 +55,7 @@ __all__ = [
     "infer_shapes",
     "load",
     "LayerBlobs",
+    "LayerContext",
     "load_net",
     "load_solver",
     "NetParameter",
@@ -61,6 +63,7 @@ __all__ = [
     "philox_stream",
     "PrototxtError",
     "PrototxtWarning",
+    "register_layer",
     "save",
     "ShapeError",
     "upgrade_net",

@@ -60,3 +60,10 @@ cdef extern from "src/caffe_rng.h" nogil:
     void fl_caffe_gaussian_f64(fl_mt19937 *st, int64_t n, double mean, double std, double *out) noexcept
     void fl_caffe_bernoulli_mask_f32(fl_mt19937 *st, int64_t n, float p, float *data) noexcept
     void fl_caffe_bernoulli_mask_f64(fl_mt19937 *st, int64_t n, double p, double *data) noexcept
+
+
+cdef extern from "src/pool.h" nogil:
+    ctypedef void (*fl_pool_work)(void *ctx, int64_t begin, int64_t end) noexcept nogil
+    void fl_pool_for(int64_t n, int64_t grain, int threads, fl_pool_work work, void *ctx) noexcept
+    int fl_pool_threads(int threads) noexcept
+    int fl_pool_max_threads() noexcept

@@ -48,13 +48,14 @@ def _check_u64(name: str, value: Any) -> int:
 
 
 def _check_threads(threads: Any) -> int:
+    """The thread count to use, capped at ``_kernels.max_threads()`` (min(4 x logical CPUs, 256))."""
     if threads is None:
-        return default_threads()
-    if isinstance(threads, bool) or not isinstance(threads, (int, np.integer)):
+        threads = default_threads()
+    elif isinstance(threads, bool) or not isinstance(threads, (int, np.integer)):
         raise TypeError(f"threads must be an int or None, not {type(threads).__name__}")
-    if threads < 1:
+    elif threads < 1:
         raise ValueError(f"threads must be >= 1, got {threads}")
-    return int(threads)
+    return min(int(threads), _kernels.max_threads())
 
 
 def _has_internal_overlap(blob: np.ndarray) -> bool:
@@ -178,6 +179,7 @@ def fill(
         Shape of the whole blob (fans, rows and ``sparse`` depend on it); default ``blob.shape``.
     threads : int, optional
         Worker threads; default ``$FILLERS_NUM_THREADS`` or all usable cores.  Never changes the values.
+        More than min(4 x the logical CPUs, 256) are capped there.
     rng : CaffeRNG, optional
         Draw from Caffe's own sequential stream instead (bit-identical to Caffe 1.0 on the CPU); the
         whole blob must be passed and ``threads``/``offset`` do not apply.

@@ -1,10 +1,10 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False
 """Thin glue between the validated Python API and the C kernels in ``fillers/src``.
 
-Every function here takes a 1-D C-contiguous typed memoryview, splits it into fixed chunks of
-``CHUNK`` elements and hands each chunk to a C kernel inside ``prange`` with the GIL released.  Each
-element's value depends only on its flat index (``first`` + position), never on the split, so the thread
-count cannot change the result.  All checks happen in ``fillers._fill`` before these are called.
+Every function here takes a 1-D C-contiguous typed memoryview, releases the GIL and hands the thread
+pool (``fillers/src/pool.h``) a C work function that runs a C kernel on one chunk of ``CHUNK`` elements.
+Each element's value depends only on its flat index (``first`` + position), never on the split, so the
+thread count cannot change the result.  All checks happen in ``fillers._fill`` before these are called.
 
 The counter-based kernels exist in several dispatch paths (scalar, AVX2, AVX-512) that give identical
 bytes; the best one the CPU supports is used unless ``$FILLERS_SIMD`` names another (see
@@ -12,12 +12,11 @@ bytes; the best one the CPU supports is used unless ``$FILLERS_SIMD`` names anot
 """
 import os
 
-from cython.parallel cimport prange
 from libc.stdint cimport int64_t, uint32_t, uint64_t
 
 from fillers._cdefs cimport (
     FL_ROWS_AT_ONCE, FL_SIMD_COUNT, fl_bilinear_f32, fl_bilinear_f64, fl_constant_f32, fl_constant_f64, fl_normalize_rows_f32,
-    fl_normalize_rows_f64, fl_philox4x32_10, fl_philox_gaussian_f32, fl_philox_gaussian_f64, fl_philox_key,
+    fl_normalize_rows_f64, fl_philox4x32_10, fl_pool_for, fl_pool_max_threads, fl_pool_threads, fl_philox_gaussian_f32, fl_philox_gaussian_f64, fl_philox_key,
     fl_philox_raw, fl_philox_sparsify_f32, fl_philox_sparsify_f64, fl_philox_uniform_f32, fl_philox_uniform_f64,
     fl_simd_best, fl_simd_get, fl_simd_name, fl_simd_set, fl_simd_supported,
 )
@@ -36,13 +35,14 @@ cdef int64_t _CHUNK = CHUNK
 #: Environment variable that forces a dispatch path: ``scalar``, ``avx2``, ``avx512`` or ``auto``.
 SIMD_ENV = "FILLERS_SIMD"
 
-# What a chunked kernel does; one dispatch switch instead of one prange loop per kernel.
+# What a chunked kernel does; one work function for the pool and one dispatch switch for every kernel.
 cdef enum Op:
     OP_UNIFORM
     OP_GAUSSIAN
     OP_CONSTANT
     OP_BILINEAR
     OP_UNITBALL
+    OP_NORMALIZE
 
 
 cdef struct Params:
@@ -50,7 +50,15 @@ cdef struct Params:
     double a           # uniform: lo; gaussian: mean; constant: value
     double b           # uniform: hi; gaussian: std
     double sparse_p    # gaussian: keep probability, < 0 for a dense fill
-    int64_t k          # bilinear: kernel size; unitball: row length
+    int64_t k          # bilinear: kernel size; unitball, normalize: row length
+
+
+cdef struct Job:
+    Op op
+    const Params *p
+    void *out          # float * or double *
+    bint f64
+    int64_t first      # stream index of out[0]
 
 
 cdef inline void _run_chunk(Op op, const Params *p, int64_t first, int64_t n, real *out) noexcept nogil:
@@ -61,8 +69,9 @@ cdef inline void _run_chunk(Op op, const Params *p, int64_t first, int64_t n, re
             fl_philox_gaussian_f32(&p.key, first, n, <float>p.a, <float>p.b, out)
             if p.sparse_p >= 0:
                 fl_philox_sparsify_f32(&p.key, first, n, p.sparse_p, out)
-        elif op == OP_UNITBALL:
-            fl_philox_uniform_f32(&p.key, first, n, 0, 1, out)
+        elif op == OP_UNITBALL or op == OP_NORMALIZE:
+            if op == OP_UNITBALL:
+                fl_philox_uniform_f32(&p.key, first, n, 0, 1, out)
             fl_normalize_rows_f32(out, n // p.k, p.k)
         elif op == OP_CONSTANT:
             fl_constant_f32(n, <float>p.a, out)
@@ -75,8 +84,9 @@ cdef inline void _run_chunk(Op op, const Params *p, int64_t first, int64_t n, re
             fl_philox_gaussian_f64(&p.key, first, n, p.a, p.b, out)
             if p.sparse_p >= 0:
                 fl_philox_sparsify_f64(&p.key, first, n, p.sparse_p, out)
-        elif op == OP_UNITBALL:
-            fl_philox_uniform_f64(&p.key, first, n, 0, 1, out)
+        elif op == OP_UNITBALL or op == OP_NORMALIZE:
+            if op == OP_UNITBALL:
+                fl_philox_uniform_f64(&p.key, first, n, 0, 1, out)
             fl_normalize_rows_f64(out, n // p.k, p.k)
         elif op == OP_CONSTANT:
             fl_constant_f64(n, p.a, out)
@@ -84,21 +94,27 @@ cdef inline void _run_chunk(Op op, const Params *p, int64_t first, int64_t n, re
             fl_bilinear_f64(first, n, p.k, out)
 
 
+cdef void _chunk_work(void *ctx, int64_t begin, int64_t end) noexcept nogil:
+    """The pool's work function: elements ``begin .. end - 1`` of the job's output."""
+    cdef const Job *job = <const Job *>ctx
+    if job.f64:
+        _run_chunk(job.op, job.p, job.first + begin, end - begin, <double *>job.out + begin)
+    else:
+        _run_chunk(job.op, job.p, job.first + begin, end - begin, <float *>job.out + begin)
+
+
 cdef void _run(Op op, const Params *p, real[::1] out, int64_t first, int64_t chunk, int threads) noexcept nogil:
-    """``op`` over ``out`` in chunks of ``chunk`` elements (a multiple of the row length for unitball)."""
-    cdef int64_t n = out.shape[0]
-    cdef int64_t chunks = (n + chunk - 1) // chunk
-    cdef int64_t c, start
-    if n == 0:
+    """``op`` over ``out`` in chunks of ``chunk`` elements (a multiple of the row length for unitball and
+    normalize) on up to ``threads`` threads."""
+    cdef Job job
+    if out.shape[0] == 0:
         return
-    if chunks == 1 or threads <= 1:
-        for c in range(chunks):
-            start = c * chunk
-            _run_chunk(op, p, first + start, min(chunk, n - start), &out[start])
-        return
-    for c in prange(chunks, schedule='dynamic', num_threads=min(threads, chunks)):
-        start = c * chunk
-        _run_chunk(op, p, first + start, min(chunk, n - start), &out[start])
+    job.op = op
+    job.p = p
+    job.out = &out[0]
+    job.f64 = real is double
+    job.first = first
+    fl_pool_for(out.shape[0], chunk, threads, _chunk_work, &job)
 
 
 cdef inline Params _params(uint64_t seed, uint64_t stream, double a, double b, double sparse_p,
@@ -161,12 +177,13 @@ def unitball(real[::1] out, uint64_t seed, uint64_t stream, int64_t first, int64
     cdef Params p = _params(seed, stream, 0, 1, -1, row_len)
     if rows == 0:
         return
+    threads = fl_pool_threads(threads)
     with nogil:
         if threads <= 1 or (rows + per - 1) // per >= threads:
             _run(OP_UNITBALL, &p, out, first, per * row_len, threads)
         else:
             _run(OP_UNIFORM, &p, out, first, _CHUNK, threads)
-            _run_normalize(out, row_len, (rows + threads - 1) // threads, threads)
+            _run(OP_NORMALIZE, &p, out, 0, (rows + threads - 1) // threads * row_len, threads)
 
 
 def constant(real[::1] out, double value, int threads):
@@ -183,24 +200,18 @@ def bilinear(real[::1] out, int64_t first, int64_t kernel, int threads):
         _run(OP_BILINEAR, &p, out, first, _CHUNK, threads)
 
 
-cdef void _run_normalize(real[::1] out, int64_t row_len, int64_t per, int threads) noexcept nogil:
-    cdef int64_t rows = out.shape[0] // row_len
-    cdef int64_t parts = (rows + per - 1) // per
-    cdef int64_t c, r0
-    for c in prange(parts, schedule='dynamic', num_threads=max(1, min(threads, parts))):
-        r0 = c * per
-        if real is float:
-            fl_normalize_rows_f32(&out[r0 * row_len], min(per, rows - r0), row_len)
-        else:
-            fl_normalize_rows_f64(&out[r0 * row_len], min(per, rows - r0), row_len)
-
-
 def normalize_rows(real[::1] out, int64_t row_len, int threads):
     """Divide each row of ``row_len`` elements by its sequential sum (positive_unitball's second step)."""
+    cdef Params p = _params(0, 0, 0, 0, -1, row_len)
     if out.shape[0] == 0 or row_len == 0:
         return
     with nogil:
-        _run_normalize(out, row_len, max(1, _CHUNK // row_len), threads)
+        _run(OP_NORMALIZE, &p, out, 0, max(1, _CHUNK // row_len) * row_len, threads)
+
+
+def max_threads():
+    """The most threads a fill uses: min(4 x the logical CPUs, 256); a larger ``threads`` is capped."""
+    return fl_pool_max_threads()
 
 
 def simd_paths():

@@ -7,6 +7,7 @@ is text (``upgrade``); ``fill`` writes binary formats only, so it is a usage err
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import sys
@@ -144,20 +145,37 @@ def _inspect(args: argparse.Namespace) -> int:
 
 
 def _fill(args: argparse.Namespace) -> int:
-    from fillers import fill_net, load_net, save
+    from fillers import fill_net, load_net
 
     start = time.perf_counter()
     net = load_net(args.net)
-    params = fill_net(net, seed=args.seed, rng=args.rng, dtype=np.dtype(args.dtype), inputs=dict(args.input),
-                      phase=args.phase, threads=args.threads, progress=not args.quiet)
-    save(params, args.output, net=net)
+    with _progress_bar(enabled=not args.quiet and sys.stderr.isatty()) as progress:
+        shapes = fill_net(net, seed=args.seed, rng=args.rng, dtype=np.dtype(args.dtype), inputs=dict(args.input),
+                          phase=args.phase, threads=args.threads, out=args.output, progress=progress)
     if not args.quiet:
-        unique = {id(blob): blob for blobs in params.values() for blob in blobs}.values()
-        count = sum(blob.size for blob in unique)
-        nbytes = sum(blob.nbytes for blob in unique)
-        print(f"filled {len(params)} layers, {count:,} parameters ({nbytes / 2**20:,.1f} MiB) in "
+        count = sum(math.prod(shape) for blob_shapes in shapes.values() for shape in blob_shapes)
+        nbytes = count * np.dtype(args.dtype).itemsize
+        print(f"filled {len(shapes)} layers, {count:,} parameters ({nbytes / 2**20:,.1f} MiB) in "
               f"{time.perf_counter() - start:.2f} s -> {args.output}", file=sys.stderr)
     return 0
+
+
+@contextlib.contextmanager
+def _progress_bar(enabled: bool):
+    """A tqdm bar by bytes on stderr (filled and written), for :func:`fillers.fill_net`'s ``progress``; None
+    when disabled."""
+    if not enabled:
+        yield None
+        return
+    from tqdm import tqdm
+
+    with tqdm(total=0, unit="B", unit_scale=True, unit_divisor=1024, file=sys.stderr, desc="filling",
+              leave=False, delay=0.5) as bar:
+        def progress(done: int, total: int) -> None:
+            bar.total = total
+            bar.update(done - bar.n)
+
+        yield progress
 
 
 def _upgrade(args: argparse.Namespace) -> int:

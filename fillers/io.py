@@ -13,11 +13,12 @@ import os
 import secrets
 import stat
 from pathlib import Path
-from typing import IO, Iterator, Mapping, Sequence, Union
+from typing import IO, Iterable, Iterator, Mapping, Sequence, Union
 
 import numpy as np
 
 from fillers import caffe_pb2
+from fillers.caffemodel import CaffemodelWriter, check_caffemodel_size, read_caffemodel
 
 PathLike = Union[str, "os.PathLike[str]"]
 Params = Mapping[str, Sequence[np.ndarray]]
@@ -25,11 +26,6 @@ Params = Mapping[str, Sequence[np.ndarray]]
 #: Suffixes :func:`save` and :func:`load` understand, longest first.
 FORMATS = (".caffemodel.h5", ".caffemodel", ".h5", ".hdf5", ".npz", ".safetensors")
 
-# Field numbers of the messages we stream by hand (see proto/caffe.proto).
-_NET_LAYER = 100  # NetParameter.layer
-_LAYER_BLOBS = 7  # LayerParameter.blobs
-_BLOB_DATA = 5  # BlobProto.data (packed float)
-_BLOB_DOUBLE_DATA = 8  # BlobProto.double_data (packed double)
 _ORDER_KEY = "fillers.layers"  # safetensors metadata: the layer order
 
 
@@ -102,72 +98,28 @@ def _optional(module: str, extra: str):
         ) from None
 
 
-def _varint(value: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte = value & 0x7F
-        value >>= 7
-        if value:
-            out.append(byte | 0x80)
-        else:
-            out.append(byte)
-            return bytes(out)
+def check_h5_names(layers: Iterable[str]) -> None:
+    """Refuse layer names Caffe's HDF5 layout cannot hold: a '/' would nest groups, which Caffe's
+    ``CopyTrainedLayersFromHDF5`` does not look into."""
+    nested = [layer for layer in layers if "/" in layer]
+    if nested:
+        raise ValueError(
+            f"layer name {nested[0]!r} contains '/', which Caffe's HDF5 layout cannot hold (Caffe would skip "
+            "or reject it); use .caffemodel, .npz or .safetensors"
+        )
 
 
-def _field(number: int, payload_size: int) -> bytes:
-    """Key and length of a length-delimited field."""
-    return _varint(number << 3 | 2) + _varint(payload_size)
-
-
-def _layer_types(net: caffe_pb2.NetParameter | None) -> dict[str, str]:
-    return {layer.name: layer.type for layer in net.layer} if net is not None else {}
-
-
-def _write_caffemodel(params: Params, handle: IO[bytes], net: caffe_pb2.NetParameter | None) -> None:
-    """Stream a NetParameter: protobuf encodes the small fields; blob data is written as packed bytes,
-    without copying the arrays into protobuf repeated fields."""
-    types = _layer_types(net)
-    if net is not None and net.name:
-        handle.write(caffe_pb2.NetParameter(name=net.name).SerializeToString())
-    for name, blobs in params.items():
-        head = caffe_pb2.LayerParameter(name=name, type=types.get(name, "")).SerializeToString()
-        encoded = []
-        for blob in blobs:
-            shape = caffe_pb2.BlobProto(shape=caffe_pb2.BlobShape(dim=blob.shape)).SerializeToString()
-            data = np.ascontiguousarray(blob, blob.dtype.newbyteorder("<"))
-            number = _BLOB_DATA if blob.dtype == np.float32 else _BLOB_DOUBLE_DATA
-            key = _field(number, data.nbytes)
-            encoded.append((shape, number, key, data, len(shape) + len(key) + data.nbytes))
-        layer_size = len(head) + sum(len(_field(_LAYER_BLOBS, size)) + size for *_, size in encoded)
-        handle.write(_field(_NET_LAYER, layer_size) + head)
-        for shape, number, key, data, size in encoded:
-            handle.write(_field(_LAYER_BLOBS, size))
-            # Fields in number order, as protobuf writes them: data (5) < shape (7) < double_data (8).
-            if number < 7:
-                handle.write(key)
-                handle.write(memoryview(data).cast("B"))
-                handle.write(shape)
-            else:
-                handle.write(shape + key)
-                handle.write(memoryview(data).cast("B"))
-
-
-def blob_array(blob: caffe_pb2.BlobProto) -> np.ndarray:
-    """A BlobProto's values as an array of its shape (legacy num/channels/height/width blobs are 4-D), float64
-    when it holds ``double_data``, else float32."""
-    if blob.HasField("shape"):
-        shape = tuple(blob.shape.dim)
-    else:  # legacy 4-D blob
-        shape = (blob.num, blob.channels, blob.height, blob.width)
-    if len(blob.double_data):
-        return np.array(blob.double_data, np.float64).reshape(shape)
-    return np.array(blob.data, np.float32).reshape(shape)
-
-
-def _read_caffemodel(path: PathLike) -> dict[str, list[np.ndarray]]:
-    net = caffe_pb2.NetParameter.FromString(Path(path).read_bytes())
-    layers = list(net.layer) or list(net.layers)  # current or V1 (`layers`) models
-    return {layer.name: [blob_array(blob) for blob in layer.blobs] for layer in layers if len(layer.blobs)}
+def _write_caffemodel(params: Params, path: PathLike, net: caffe_pb2.NetParameter | None) -> None:
+    """Stream a NetParameter (see :mod:`fillers.caffemodel`): one layer per entry of ``params``, named and
+    typed as in ``net``; refused before anything is written when protobuf could not read the result."""
+    types = {layer.name: layer.type for layer in net.layer} if net is not None else {}
+    head = caffe_pb2.NetParameter(name=net.name) if net is not None else None
+    layers = [(caffe_pb2.LayerParameter(name=name, type=types.get(name, "")), blobs) for name, blobs in params.items()]
+    check_caffemodel_size(path, head, layers)
+    with atomic_write(path) as handle:
+        writer = CaffemodelWriter(handle, head)
+        for layer, blobs in layers:
+            writer.add_layer(layer, blobs)
 
 
 def save(params: Params, path: PathLike, *, net: caffe_pb2.NetParameter | None = None) -> None:
@@ -200,20 +152,14 @@ def save(params: Params, path: PathLike, *, net: caffe_pb2.NetParameter | None =
     fmt = _format(path)
     _check_params(params)
     if fmt == ".caffemodel":
-        with atomic_write(path) as handle:
-            _write_caffemodel(params, handle, net)
+        _write_caffemodel(params, path, net)
     elif fmt == ".npz":
         with atomic_write(path) as handle:
             np.savez(handle, **{f"{layer}/{i}": blob for layer, blobs in params.items()
                                 for i, blob in enumerate(blobs)})
     elif fmt == ".h5":
         h5py = _optional("h5py", "h5")
-        nested = [layer for layer in params if "/" in layer]
-        if nested:  # HDF5 would nest groups, which Caffe's CopyTrainedLayersFromHDF5 does not look into
-            raise ValueError(
-                f"layer name {nested[0]!r} contains '/', which Caffe's HDF5 layout cannot hold (Caffe would skip "
-                "or reject it); use .caffemodel, .npz or .safetensors"
-            )
+        check_h5_names(params)
         with atomic_write(path) as handle, h5py.File(handle, "w", track_order=True) as h5:
             data = h5.create_group("data", track_order=True)
             for layer, blobs in params.items():
@@ -254,14 +200,15 @@ def load(path: PathLike) -> dict[str, list[np.ndarray]]:
     """
     fmt = _format(path)
     if fmt == ".caffemodel":
-        return _read_caffemodel(path)
+        return read_caffemodel(path)
     if fmt == ".npz":
         with np.load(path) as npz:
             return _nested({key: npz[key] for key in npz.files}, "/")
     if fmt == ".h5":
         h5py = _optional("h5py", "h5")
         with h5py.File(path, "r") as h5:  # data/<layer>/<i>, layers in creation order where the file tracks it
-            return {layer: [group[i][()] for i in sorted(group, key=int)] for layer, group in h5["data"].items()}
+            # [...] keeps a 0-axis blob a 0-d array ([()] would make it a numpy scalar)
+            return {layer: [group[i][...] for i in sorted(group, key=int)] for layer, group in h5["data"].items()}
     safetensors = _optional("safetensors", "safetensors")
     with safetensors.safe_open(os.fspath(path), "np") as handle:
         order = json.loads((handle.metadata() or {}).get(_ORDER_KEY, "[]"))

@@ -35,6 +35,7 @@ from google.protobuf.message import DecodeError, Message
 
 from . import caffe_pb2
 from .caffe_pb2 import caffe_name, is_repeated
+from .caffemodel import map_file, read_net
 from .errors import PrototxtError, PrototxtWarning
 
 __all__ = [
@@ -621,7 +622,13 @@ def _parse_binary(data: bytes, message_type: type[Message], name: str,
         msg.ParseFromString(data)
     except DecodeError as e:
         raise PrototxtError(f"not a binary {message_type.DESCRIPTOR.name} ({e})", name) from None
-    desc = message_type.DESCRIPTOR
+    return _check_unknown(msg, data, name, strict)
+
+
+def _check_unknown(msg: Message, data: bytes | np.ndarray, name: str, strict: bool) -> Message:
+    """Warn about (strict: reject) the fields of binary ``msg`` the schema does not know; ``data`` holds its
+    wire bytes (a file's mapping for a weights file: the walk skips the blobs' data)."""
+    desc = msg.DESCRIPTOR
     unknown = _unknown_binary_fields(memoryview(data), desc, desc.name)[0]
     if unknown:
         shown = ", ".join(unknown[:5]) + (" ..." if len(unknown) > 5 else "")
@@ -632,8 +639,22 @@ def _parse_binary(data: bytes, message_type: type[Message], name: str,
     return msg
 
 
+def _weights_path(source: Source) -> Path | None:
+    """The path of a ``.caffemodel``/``.binaryproto`` file named by ``source``, else None."""
+    if isinstance(source, (str, os.PathLike)) and not (isinstance(source, str) and _is_inline_text(source)):
+        path = Path(os.fspath(source))
+        if path.name.lower().endswith(BINARY_SUFFIXES):
+            return path
+    return None
+
+
 def _load(source: Source, message_type: type[Message], strict: bool
           ) -> tuple[ParsedText, _Input]:
+    path = _weights_path(source)
+    if path is not None and message_type is caffe_pb2.NetParameter:
+        # A weights file: mapped and parsed one layer at a time, never read whole into memory.
+        net = _check_unknown(read_net(path), map_file(path), str(path), strict)
+        return ParsedText(net), _Input(str(path), b"", path, True)
     inp = _read_source(source)
     data = inp.data
     if isinstance(data, bytes):

@@ -59,14 +59,14 @@ def test_caffemodel_is_a_netparameter_with_names_types_and_shapes(tmp_path, para
     assert conv.type == "Convolution"
     assert list(conv.blobs[0].shape.dim) == [8, 3, 5, 5]
     np.testing.assert_array_equal(np.array(conv.blobs[0].data, np.float32), params["conv1"][0].ravel())
-    assert list(parsed.layer[4].blobs[0].shape.dim) == []
+    assert not parsed.layer[4].blobs[0].HasField("shape")  # a 0-axis blob: no shape field, as Caffe writes it
     assert len(parsed.layer[5].blobs[0].double_data) == 6
     # Byte-identical to what protobuf itself would encode for the same message.
     expected = caffe_pb2.NetParameter(name="tiny")
     for layer, blobs in params.items():
         message = expected.layer.add(name=layer, type="Convolution" if layer == "conv1" else "")
         for blob in blobs:
-            proto = message.blobs.add(shape=caffe_pb2.BlobShape(dim=blob.shape))
+            proto = message.blobs.add(shape=caffe_pb2.BlobShape(dim=blob.shape)) if blob.ndim else message.blobs.add()
             (proto.data if blob.dtype == np.float32 else proto.double_data).extend(blob.ravel().tolist())
     assert path.read_bytes() == expected.SerializeToString()
 
@@ -165,3 +165,14 @@ def test_replaced_file_keeps_its_mode(tmp_path, umask, mode, params):
     save(params, path)
     assert stat.S_IMODE(path.stat().st_mode) == mode
     assert list(load(path)) == list(params)
+
+
+@pytest.mark.parametrize("suffix", FORMATS)
+def test_a_0_axis_blob_loads_as_a_0_d_array_and_saves_again(tmp_path, suffix):
+    """PReLU channel_shared's blob has zero axes: every format gives it back as a 0-d array (h5py's [()] would
+    give a numpy scalar, which save then refuses)."""
+    path = tmp_path / f"prelu{suffix}"
+    save({"prelu": [np.full((), 0.25, np.float32)]}, path)
+    blob = load(path)["prelu"][0]
+    assert isinstance(blob, np.ndarray) and blob.shape == () and blob == np.float32(0.25)
+    save(load(path), tmp_path / f"again{suffix}")

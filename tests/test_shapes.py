@@ -686,11 +686,12 @@ def test_crf_as_rnn_blobs_are_written_by_its_setup_not_filled():
     (layer,) = infer_shapes(net(CRF.format(params=CRF_STR.format(last="-0.25"))))
     assert [(b.shape, b.filler) for b in layer.blobs] == [((1, 1, 4, 4), None)] * 3
     assert layer.fills == () and layer.raw_draws_before == 0
-    spatial, bilateral, compatibility = layer.given
+    assert layer.given == "setup"
+    spatial, bilateral, compatibility = layer.given_values()
     np.testing.assert_array_equal(spatial[0, 0], np.diag([3, 3, 2, 1.5]))  # values past the class count: unread
     np.testing.assert_array_equal(bilateral[0, 0], np.diag([5, 5, 5, -0.25]))
     np.testing.assert_array_equal(compatibility[0, 0], -np.eye(4))
-    assert all(g.dtype == np.float32 for g in layer.given)
+    assert all(g.dtype == np.float32 for g in layer.given_values())
     assert top_after((2, 1), CRF.format(params=CRF_STR.format(last="1")), "q") == 4 * 5 * 6
 
 
@@ -718,7 +719,7 @@ def test_crf_as_rnn_strings_read_as_std_stof_reads_them():
     text = '"\\t1.5e1x +.5 0x1p-2 -inf 16777217 "'
     params = f"num_iterations: 2 spatial_filter_weights_str: {text} bilateral_filter_weights_str: {text}"
     (layer,) = infer_shapes(net(CRF.format(params=params).replace("dim: 2 dim: 4", "dim: 2 dim: 5")))
-    diagonal = np.diag(layer.given[0][0, 0])
+    diagonal = np.diag(layer.given_values()[0][0, 0])
     assert list(diagonal) == [15.0, 0.5, 0.25, -np.inf, 16777216.0]  # 2**24 + 1 is a tie: to even
 
 
@@ -727,7 +728,9 @@ def test_crf_as_rnn_first_version_fields_read_and_blobs_written_in_the_net_need_
     blob = 'blobs { shape { dim: 1 dim: 1 dim: 4 dim: 4 } data: [%s] }' % ", ".join(["2"] * 16)
     body = CRF.format(params="num_iterations: 3 spatial_filter_weight: 3 bilateral_filter_weight: 5")
     (layer,) = infer_shapes(net(body.replace('top: "q" ', f'top: "q" {blob} {blob} {blob} ')))
-    assert len(layer.given) == 3 and all(np.array_equal(g, np.full((1, 1, 4, 4), 2.0)) for g in layer.given)
+    assert layer.given == "net"
+    assert len(layer.given_values()) == 3
+    assert all(np.array_equal(g, np.full((1, 1, 4, 4), 2.0)) for g in layer.given_values())
     assert net(body).layer[1].multi_stage_meanfield_param.spatial_filter_weight == 3
 
 
@@ -842,17 +845,22 @@ def test_corpus_deploy_nets_fill(shared_dir):
         assert blobs and all(np.isfinite(blob).all() for blob in blobs), path.name
 
 
-def test_accepts_paths_and_legacy_messages(tmp_path):
+def test_takes_messages_only_and_upgrades_legacy_ones(tmp_path):
     v1 = ('input: "data" input_dim: 1 input_dim: 2 input_dim: 6 input_dim: 6 '
           'layers { name: "conv" type: CONVOLUTION bottom: "data" top: "conv" '
           'convolution_param { num_output: 3 kernel_size: 3 } }')
     path = tmp_path / "v1.prototxt"
     path.write_text(v1)
     expected = [("conv", "Convolution", [(3, 2, 3, 3), (3,)])]
-    assert shapes(infer_shapes(path)) == expected
-    assert shapes(infer_shapes(str(path))) == expected
     assert shapes(infer_shapes(net(v1))) == expected
-    with pytest.raises(TypeError, match="NetParameter or a prototxt path"):
+    raw = NetParameter()  # a V1 message as parsed, not upgraded
+    from google.protobuf import text_format
+    text_format.Parse(v1, raw)
+    assert shapes(infer_shapes(raw)) == expected
+    for not_a_message in (path, str(path)):  # shape inference reads no file
+        with pytest.raises(TypeError, match="not a path .*fillers.load_net"):
+            infer_shapes(not_a_message)
+    with pytest.raises(TypeError, match="must be a NetParameter, not int"):
         infer_shapes(42)
 
 

@@ -1,0 +1,175 @@
+"""Out-of-core writing: blobs filled piece by piece straight into the output file.
+
+:func:`write_streamed` is what ``fill_net(..., out=path)`` and ``fillers fill`` use.  Every format is written
+sequentially from one reused piece buffer (the blob never exists whole in memory, and the file's pages are
+written with ``write``, so they count in the page cache, not in the process's resident set):
+
+- ``.caffemodel``: :class:`fillers.caffemodel.CaffemodelWriter`, the packed field written as it is filled;
+- ``.safetensors``: its JSON header first (every shape is known in advance), then the data in header order;
+- ``.h5``: h5py lays out the file with every dataset contiguous and allocated (no fill values written), then
+  each dataset's bytes are written at the offset HDF5 gave it (a 0-axis blob's one value through h5py);
+- ``.npz``: a stored (uncompressed) zip, as ``numpy.savez`` writes, each member's ``.npy`` header then its
+  values through ``zipfile``'s streaming member writer.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import zipfile
+from typing import Callable, Iterable, Iterator, Mapping, Sequence
+
+import numpy as np
+
+from fillers import caffe_pb2
+from fillers.caffemodel import Blob, CaffemodelWriter, blob_pieces, check_caffemodel_size
+from fillers.io import _ORDER_KEY, _format, _optional, atomic_write, check_h5_names
+
+__all__ = ["write_streamed"]
+
+Shapes = Mapping[str, Sequence[tuple[int, ...]]]
+Layers = Iterable[tuple[str, Sequence[Blob]]]
+
+
+class _Counter:
+    """Adds up bytes written and reports ``(done, total)``."""
+
+    def __init__(self, total: int, progress: Callable[[int, int], None] | None) -> None:
+        self.done = 0
+        self.total = total
+        self.progress = progress
+
+    def __call__(self, nbytes: int) -> None:
+        self.done += nbytes
+        if self.progress is not None:
+            self.progress(self.done, self.total)
+
+
+def _checked(layers: Layers, shapes: Shapes) -> Iterator[tuple[str, Sequence[Blob]]]:
+    """The layers, each checked against the shapes announced beforehand (the headers were written from them)."""
+    expected = iter(shapes.items())
+    for key, blobs in layers:
+        name, blob_shapes = next(expected, (None, None))
+        got = [tuple(blob.shape) for blob in blobs]
+        if name != key or got != [tuple(shape) for shape in blob_shapes]:
+            raise RuntimeError(f"layer {key!r} with blobs {got} does not match the announced {name!r}: "
+                               f"{blob_shapes}")  # a bug in the caller, not bad input
+        yield key, blobs
+
+
+def write_streamed(path: str | os.PathLike, shapes: Shapes, dtype: np.dtype, layers: Layers, *,
+                   net: caffe_pb2.NetParameter | None = None,
+                   progress: Callable[[int, int], None] | None = None) -> None:
+    """Write blobs produced one layer at a time to ``path`` (atomically), in any format :func:`fillers.save`
+    writes, with the same content ``save`` gives the same blobs.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The output; its extension chooses the format.
+    shapes : mapping of str to sequence of tuple
+        Every layer key and its blobs' shapes, in order, known before anything is filled.
+    dtype : numpy.dtype
+        float32 or float64: every blob's.
+    layers : iterable of (str, sequence of numpy.ndarray or ChunkedBlob)
+        The blobs, in the order of ``shapes``; a :class:`~fillers.caffemodel.ChunkedBlob` is filled piece by
+        piece as it is written.  The iterable is consumed once, in step with the writing.
+    net : NetParameter, optional
+        The net: its name and layer types go into a ``.caffemodel``.
+    progress : callable, optional
+        ``progress(done, total)`` in bytes after each piece written.
+
+    Raises
+    ------
+    FileFormatError
+        A ``.caffemodel`` over protobuf's 2 GiB limit, before anything is written.
+    ValueError
+        A layer name HDF5 cannot hold, or an unknown extension, before anything is written.
+    """
+    fmt = _format(path)
+    dtype = np.dtype(dtype)
+    layers = _checked(layers, shapes)
+    counter = _Counter(sum(math.prod(s) for blob_shapes in shapes.values() for s in blob_shapes) * dtype.itemsize,
+                       progress)
+    if fmt == ".caffemodel":
+        _write_caffemodel(path, shapes, dtype, layers, net, counter)
+    elif fmt == ".safetensors":
+        _write_safetensors(path, shapes, dtype, layers, counter)
+    elif fmt == ".h5":
+        _write_h5(path, shapes, dtype, layers, counter)
+    else:
+        _write_npz(path, dtype, layers, counter)
+
+
+def _write_all(handle, blobs: Sequence[Blob], counter: _Counter) -> None:
+    for blob in blobs:
+        for piece in blob_pieces(blob):
+            handle.write(piece)
+            counter(piece.nbytes)
+
+
+def _write_caffemodel(path, shapes: Shapes, dtype: np.dtype, layers, net, counter: _Counter) -> None:
+    types = {layer.name: layer.type for layer in net.layer} if net is not None else {}
+    head = caffe_pb2.NetParameter(name=net.name) if net is not None else None
+    spec = [(caffe_pb2.LayerParameter(name=key, type=types.get(key, "")),
+             [np.broadcast_to(dtype.type(0), shape) for shape in blob_shapes])  # shape and dtype, no memory
+            for key, blob_shapes in shapes.items()]
+    check_caffemodel_size(path, head, spec)
+    with atomic_write(path) as handle:
+        writer = CaffemodelWriter(handle, head)
+        for (layer, _), (_, blobs) in zip(spec, layers):
+            writer.add_layer(layer, blobs, progress=counter)
+
+
+def _write_safetensors(path, shapes: Shapes, dtype: np.dtype, layers, counter: _Counter) -> None:
+    """The safetensors layout: an 8-byte little-endian header size, the JSON header (padded with spaces to a
+    multiple of 8 bytes, so the data is aligned), then every tensor's bytes back to back in header order."""
+    name = {np.dtype(np.float32): "F32", np.dtype(np.float64): "F64"}[dtype]
+    header: dict[str, object] = {"__metadata__": {_ORDER_KEY: json.dumps(list(shapes))}}
+    offset = 0
+    for key, blob_shapes in shapes.items():
+        for i, shape in enumerate(blob_shapes):
+            size = math.prod(shape) * dtype.itemsize
+            header[f"{key}.{i}"] = {"dtype": name, "shape": list(shape), "data_offsets": [offset, offset + size]}
+            offset += size
+    encoded = json.dumps(header, separators=(",", ":")).encode()
+    encoded += b" " * (-len(encoded) % 8)
+    with atomic_write(path) as handle:
+        handle.write(len(encoded).to_bytes(8, "little") + encoded)
+        for _, blobs in layers:
+            _write_all(handle, blobs, counter)
+
+
+def _write_h5(path, shapes: Shapes, dtype: np.dtype, layers, counter: _Counter) -> None:
+    h5py = _optional("h5py", "h5")
+    check_h5_names(shapes)
+    dcpl = h5py.h5p.create(h5py.h5p.DATASET_CREATE)
+    dcpl.set_alloc_time(h5py.h5d.ALLOC_TIME_EARLY)  # storage placed now, so its offset is known
+    dcpl.set_fill_time(h5py.h5d.FILL_TIME_NEVER)  # and not written twice
+    with atomic_write(path) as handle, h5py.File(handle, "w", track_order=True) as h5:
+        data = h5.create_group("data", track_order=True)
+        datasets = {}
+        for key, blob_shapes in shapes.items():
+            group = data.create_group(key, track_order=True)
+            datasets[key] = [group.create_dataset(str(i), shape=shape, dtype=dtype.newbyteorder("<"), dcpl=dcpl)
+                             for i, shape in enumerate(blob_shapes)]
+        for key, blobs in layers:
+            for dataset, blob in zip(datasets[key], blobs):
+                offset = dataset.id.get_offset()
+                if offset is not None:
+                    handle.seek(offset)
+                    _write_all(handle, [blob], counter)
+                elif blob.size:  # a 0-axis blob: HDF5 stores its one value in the header
+                    dataset[()] = next(blob_pieces(blob))[0]
+                    counter(dtype.itemsize)
+
+
+def _write_npz(path, dtype: np.dtype, layers, counter: _Counter) -> None:
+    descr = np.lib.format.dtype_to_descr(dtype.newbyteorder("<"))
+    with atomic_write(path) as handle, zipfile.ZipFile(handle, "w", zipfile.ZIP_STORED, allowZip64=True) as npz:
+        for key, blobs in layers:
+            for i, blob in enumerate(blobs):
+                with npz.open(f"{key}/{i}.npy", "w", force_zip64=True) as member:
+                    header = {"descr": descr, "fortran_order": False, "shape": tuple(blob.shape)}
+                    np.lib.format.write_array_header_1_0(member, header)
+                    _write_all(member, [blob], counter)

@@ -1,0 +1,168 @@
+"""Out-of-core fills: fill_net(..., out=path) streams every blob into the file, bit-identical to the in-memory
+fill, with bounded memory; progress reports bytes."""
+import io
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+from google.protobuf import text_format
+
+import fillers
+from fillers import FileFormatError, NetParameter, cli, fill_net, load
+
+FORMATS = [".caffemodel", ".safetensors", ".h5", ".npz"]
+
+# Every kind of blob: fillers that depend on the whole shape (xavier, sparse gaussian, positive_unitball rows,
+# bilinear), a shared blob with PERMISSIVE reshaping, values written in the net, a repeated layer name,
+# zero constants and a PReLU's 0-axis slope.
+NET = """
+name: "every_kind"
+layer { name: "in" type: "Input" top: "x" input_param { shape { dim: 2 dim: 3 dim: 16 dim: 16 } } }
+layer { name: "conv" type: "Convolution" bottom: "x" top: "c"
+        convolution_param { num_output: 24 kernel_size: 3 weight_filler { type: "xavier" }
+                            bias_filler { type: "gaussian" std: 0.1 sparse: 3 } } }
+layer { name: "up" type: "Deconvolution" bottom: "c" top: "u"
+        convolution_param { num_output: 24 group: 24 kernel_size: 4 stride: 2 bias_term: false
+                            weight_filler { type: "bilinear" } } }
+layer { name: "prelu" type: "PReLU" bottom: "u" top: "u" prelu_param { channel_shared: true } }
+layer { name: "ip" type: "InnerProduct" bottom: "u" top: "f"
+        param { name: "shared_w" } inner_product_param { num_output: 10 weight_filler { type: "positive_unitball" } } }
+layer { name: "ip" type: "InnerProduct" bottom: "u" top: "g"
+        param { name: "shared_w" } inner_product_param { num_output: 10 weight_filler { type: "uniform" } } }
+layer { name: "given" type: "Scale" bottom: "f" top: "s" scale_param { bias_term: false }
+        blobs { shape { dim: 10 } data: [1, 2, 3, 4, 5, 6, 7, 8, 9, 10] } }
+layer { name: "msra" type: "Convolution" bottom: "x" top: "m"
+        convolution_param { num_output: 5 kernel_size: 1 weight_filler { type: "msra" } } }
+"""
+
+
+@pytest.fixture
+def net() -> NetParameter:
+    return fillers.load_net(NET)
+
+
+def assert_same(got: dict, want: dict) -> None:
+    assert list(got) == list(want)
+    for key in want:
+        assert [b.shape for b in got[key]] == [b.shape for b in want[key]], key
+        for a, b in zip(got[key], want[key]):
+            assert a.dtype == b.dtype and a.tobytes() == b.tobytes(), key
+
+
+@pytest.mark.parametrize("suffix", FORMATS)
+@pytest.mark.parametrize("rng, dtype", [("philox", np.float32), ("philox", np.float64), ("caffe", np.float32)])
+def test_streamed_file_equals_the_in_memory_fill(tmp_path, monkeypatch, net, suffix, rng, dtype):
+    """Pieces of 4 KiB, so that every blob of any size is cut in many pieces (unit-ball rows kept whole)."""
+    monkeypatch.setattr("fillers.net.PIECE_BYTES", 4096)
+    want = fill_net(net, seed=11, rng=rng, dtype=dtype)
+    path = tmp_path / f"net{suffix}"
+    shapes = fill_net(net, seed=11, rng=rng, dtype=dtype, out=path)
+    assert shapes == {key: [b.shape for b in blobs] for key, blobs in want.items()}
+    assert_same(load(path), want)
+    saved = tmp_path / f"saved{suffix}"
+    fillers.save(want, saved, net=net)
+    assert_same(load(saved), load(path))
+    if suffix in (".caffemodel", ".npz"):  # h5py and safetensors order their objects their own way
+        assert saved.read_bytes() == path.read_bytes()
+
+
+def test_a_streamed_caffemodel_is_what_protobuf_reads(tmp_path, net):
+    path = tmp_path / "net.caffemodel"
+    fill_net(net, seed=2, out=path)
+    parsed = fillers.caffe_pb2.NetParameter.FromString(path.read_bytes())
+    assert parsed.name == "every_kind" and [layer.type for layer in parsed.layer][:2] == ["Convolution",
+                                                                                           "Deconvolution"]
+    assert not parsed.layer[2].blobs[0].HasField("shape")  # the 0-axis PReLU slope, as Caffe writes it
+
+
+@pytest.mark.parametrize("suffix", [None, ".safetensors"])
+def test_progress_reports_every_byte_in_order(tmp_path, monkeypatch, net, suffix):
+    monkeypatch.setattr("fillers.net.PIECE_BYTES", 1024)
+    calls = []
+    out = None if suffix is None else tmp_path / f"net{suffix}"
+    fill_net(net, seed=1, out=out, progress=lambda done, total: calls.append((done, total)))
+    params = fill_net(net, seed=1)
+    total = sum(b.nbytes for blobs in params.values() for b in blobs)
+    assert len(calls) > 10 and all(t == total for _, t in calls)
+    done = [d for d, _ in calls]
+    assert done == sorted(done) and done[-1] == total
+
+
+def test_progress_must_be_callable(net):
+    with pytest.raises(TypeError, match="progress must be callable"):
+        fill_net(net, progress=True)
+
+
+BIG = 'layer { name: "in" type: "Input" top: "x" input_param { shape { dim: 1 dim: %d } } }\n' \
+      'layer { name: "ip" type: "InnerProduct" bottom: "x" top: "y" inner_product_param { num_output: %d ' \
+      'weight_filler { type: "gaussian" std: 0.01 } } }'
+
+
+def test_a_caffemodel_over_2_gib_is_refused_before_filling(tmp_path):
+    path = tmp_path / "huge.caffemodel"
+    with pytest.raises(FileFormatError, match=r"2,147,483,647 bytes.*\.h5 or \.safetensors"):
+        fill_net(BIG % (1 << 15, 1 << 14), out=path)  # 2 GiB of float32
+    assert os.listdir(tmp_path) == []
+
+
+def test_an_h5_layer_name_with_a_slash_is_refused_before_filling(tmp_path, net):
+    net.layer[1].name = "conv/1"
+    with pytest.raises(ValueError, match="'conv/1' contains '/'"):
+        fill_net(net, out=tmp_path / "net.h5")
+    assert os.listdir(tmp_path) == []
+
+
+RSS_SCRIPT = textwrap.dedent("""
+    import resource, sys
+    import fillers
+    net = fillers.load_net(sys.argv[1])
+    fillers.fill_net(net, seed=0, out=sys.argv[2], threads=1)  # warm up: imports, first fill
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    fillers.fill_net(net, seed=0, out=sys.argv[3])
+    print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) * 1024)
+""")
+
+
+@pytest.mark.parametrize("suffix", [".caffemodel", ".h5"])
+def test_a_streamed_fill_keeps_memory_bounded(tmp_path, suffix):
+    """A 256 MiB blob streamed to a file raises the peak RSS by far less than the blob (pieces of 32 MiB; an
+    in-memory fill needs all 256)."""
+    small = tmp_path / "small.prototxt"
+    small.write_text(BIG % (16, 16))
+    big = tmp_path / "big.prototxt"
+    big.write_text(BIG % (1 << 13, 1 << 13))
+    grown = int(subprocess.run([sys.executable, "-c", RSS_SCRIPT, str(big), str(tmp_path / f"s{suffix}"),
+                                str(tmp_path / f"b{suffix}")], check=True, capture_output=True,
+                               text=True).stdout)
+    assert (tmp_path / f"b{suffix}").stat().st_size > 256 << 20
+    assert grown < 96 << 20, f"peak RSS grew by {grown / 2**20:.0f} MiB"
+
+
+def test_cli_prints_a_summary_line_when_stderr_is_not_a_terminal(tmp_path, capsys):
+    out = tmp_path / "lenet.safetensors"
+    assert cli.main(["fill", "examples/lenet.prototxt", "-o", str(out)]) == 0
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("filled 4 layers, 431,080 parameters") and "\r" not in err
+
+
+def test_cli_draws_a_byte_bar_on_a_terminal(tmp_path, monkeypatch):
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    err = Terminal()
+    monkeypatch.setattr(sys, "stderr", err)
+    seen = []
+
+    def spy(net, **kwargs):
+        seen.append(kwargs["progress"])
+        kwargs["progress"](10, 100)
+        kwargs["progress"](100, 100)
+        return {"ip": [(10, 10)]}
+
+    monkeypatch.setattr(fillers, "fill_net", spy)
+    assert cli.main(["fill", "examples/lenet.prototxt", "-o", str(tmp_path / "x.npz")]) == 0
+    assert callable(seen[0]) and "filled 1 layers" in err.getvalue()
