@@ -1,17 +1,26 @@
 """Build: the protobuf schema and the Cython/C kernels (all metadata lives in pyproject.toml)."""
 import os
+import platform
+import struct
 import tempfile
 from pathlib import Path
 
 from Cython.Build import cythonize
 from setuptools import Extension, setup
+from setuptools.command.build_ext import build_ext
 from setuptools.command.build_py import build_py
 
 HERE = Path(__file__).parent
 SOURCES = ["fillers/src/philox_fill.c", "fillers/src/common.c", "fillers/src/pool.c"]
-# Strict IEEE arithmetic (no FMA contraction) keeps every dispatch path byte-identical; no -march flags:
-# SIMD variants are chosen at run time.
-COMPILE_ARGS = ["-O3", "-ffp-contract=off", "-fno-math-errno", "-pthread", "-std=c11"]
+# Strict IEEE arithmetic (no FMA contraction: -ffp-contract=off; MSVC's /fp:precise without /arch:AVX2 has no
+# FMA) keeps every dispatch path and platform byte-identical; no -march flags: SIMD variants are chosen at
+# run time (fillers/src/platform.h).
+GCC_LIKE_ARGS = ["-O3", "-ffp-contract=off", "-fno-math-errno", "-std=c11", "-pthread"]
+MSVC_ARGS = ["/O2", "/fp:precise", "/std:c11"]
+# 32-bit x86 (a 32-bit interpreter, also on a 64-bit kernel): SSE2 arithmetic, as x87 gives other values.
+X86_32_ARGS = ["-msse2", "-mfpmath=sse"]
+X86_32 = struct.calcsize("P") == 4 and platform.machine().lower() in {"i386", "i486", "i586", "i686", "x86",
+                                                                      "x86_64", "amd64"}
 DEBUG = os.environ.get("FILLERS_DEBUG") == "1"  # bounds checks back on for a debug build
 
 
@@ -41,14 +50,23 @@ class BuildPyWithProto(build_py):
         super().run()
 
 
+class BuildExtWithFlags(build_ext):
+    """Compile and link flags for the compiler actually used: MSVC, or GCC/clang (any other name)."""
+
+    def build_extensions(self):
+        msvc = self.compiler.compiler_type == "msvc"
+        for ext in self.extensions:
+            ext.extra_compile_args = MSVC_ARGS if msvc else GCC_LIKE_ARGS + (X86_32_ARGS if X86_32 else [])
+            ext.extra_link_args = [] if msvc else ["-pthread"]
+        super().build_extensions()
+
+
 def extension(name, sources):
     return Extension(
         f"fillers.{name}",
         [f"fillers/{name}.pyx", *sources],
         # the kernels include templates and headers: any change must rebuild (setuptools only sees .c files)
         depends=sorted(str(p) for p in Path("fillers/src").glob("*.h")),
-        extra_compile_args=COMPILE_ARGS,
-        extra_link_args=["-pthread"],
     )
 
 
@@ -66,5 +84,5 @@ setup(
             "initializedcheck": DEBUG,
         },
     ),
-    cmdclass={"build_py": BuildPyWithProto},
+    cmdclass={"build_py": BuildPyWithProto, "build_ext": BuildExtWithFlags},
 )

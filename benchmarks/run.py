@@ -9,8 +9,10 @@ nearest equivalent (``Generator(PCG64)``, single-threaded as numpy is) and, when
 ``torch.nn.init`` on the same memory (all cores), each timed best-of-k after a warm-up in this same run.
 Also: thread scaling 1 -> all cores, peak RSS while filling a 1 GiB blob (in a subprocess), ``fill_net`` of
 VGG-19 against a torch script creating the same tensors, the Caffe-exact stream's section from
-``benchmarks/bench_caffe.py`` and the busy-neighbour section from ``benchmarks/bench_busy.py`` (all cores
-against one thread while another process spins on one core).  Prints a table and the issue's targets, writes
+``benchmarks/bench_caffe.py``, the busy-neighbour section from ``benchmarks/bench_busy.py`` (all cores
+against one thread while another process spins on one core) and the I/O section (``benchmarks/bench_io.py``:
+load/save of VGG-19 in four formats, streaming fills, Dask; ``--io-only`` runs just that one).  Prints a
+table and the issue's targets, writes
 ``benchmarks/results.json`` (with the machine: CPU model, cores, versions, SIMD path) and, with
 ``--readme``, rewrites the table between the README's benchmark-table markers.  ``--quick`` uses 4 Mi
 elements (a smoke test, not a measurement).
@@ -287,7 +289,8 @@ def torch_create(torch, blobs) -> list:
 
 def bench_section(name: str, **kwargs) -> dict | None:
     """The section in ``benchmarks/<name>.py`` (its ``run(**kwargs)``, printed with its ``report``), when
-    present: bench_caffe (the Caffe-exact stream), bench_busy (all cores with one core busy)."""
+    present: bench_caffe (the Caffe-exact stream), bench_busy (all cores with one core busy), bench_report (the
+    HTML report's statistics, histograms and VGG-19 page)."""
     path = HERE / f"{name}.py"
     if not path.exists():
         return None
@@ -391,9 +394,9 @@ def markdown(results: dict) -> str:
     return "\n".join(lines)
 
 
-def update_readme(path: Path, table: str) -> None:
-    """Replace what lies between the README's benchmark-table markers."""
-    begin, end = "<!-- benchmark-table -->", "<!-- /benchmark-table -->"
+def update_readme(path: Path, table: str, marker: str = "benchmark-table") -> None:
+    """Replace what lies between the README's ``<!-- marker -->`` and ``<!-- /marker -->``."""
+    begin, end = f"<!-- {marker} -->", f"<!-- /{marker} -->"
     text = path.read_text()
     if begin not in text or end not in text:
         raise SystemExit(f"{path}: no {begin} ... {end} markers")
@@ -401,12 +404,48 @@ def update_readme(path: Path, table: str) -> None:
     path.write_text(f"{head}{begin}\n{table}\n{end}{rest.split(end, 1)[1]}")
 
 
+def io_section(quick: bool) -> dict:
+    """The I/O section (benchmarks/bench_io.py): its results, targets and README text."""
+    import bench_io
+
+    results = bench_io.run(quick=quick)
+    results["targets"] = bench_io.targets(results)
+    results["markdown"] = bench_io.markdown(results)
+    print("\n" + results["markdown"])
+    print("\ntargets (issue 13):")
+    print("\n".join(results["targets"]))
+    return results
+
+
+def write_results(path: Path, results: dict) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(results, indent=1) + "\n")
+    tmp.replace(path)
+    print(f"wrote {path}")
+
+
+def main_io(args: argparse.Namespace) -> int:
+    """Only the I/O section: its key of the results file and its README table are replaced."""
+    io = io_section(args.quick)
+    results = json.loads(args.out.read_text()) if args.out.exists() else {}
+    results["io"] = dict(io, machine=machine(torch_module()), date=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+    write_results(args.out, results)
+    if args.readme:
+        update_readme(args.readme, io["markdown"], "io-table")
+        print(f"updated {args.readme}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="4 Mi elements, fewer repeats (smoke test)")
     parser.add_argument("--out", type=Path, default=HERE / "results.json", help="where to write the results")
     parser.add_argument("--readme", type=Path, help="also rewrite the table in this README")
+    parser.add_argument("--io-only", action="store_true",
+                        help="run only the I/O section (benchmarks/bench_io.py) and update its part of the results")
     args = parser.parse_args(argv)
+    if args.io_only:
+        return main_io(args)
 
     n = (4 if args.quick else 64) << 20
     k = 2 if args.quick else 5
@@ -425,6 +464,8 @@ def main(argv: list[str] | None = None) -> int:
                                        "VGG-19 (weights gaussian std 0.01)")
     caffe = bench_section("bench_caffe", size=n, repeat=max(2, k - 2))
     busy = bench_section("bench_busy", size=n, repeat=2 * k - 1)
+    io = io_section(args.quick)
+    html_report = bench_section("bench_report", size=n, repeat=max(2, k - 2))
     elapsed = time.perf_counter() - started
 
     summary = check_targets(rows, rss, fill_net) if not args.quick else []
@@ -435,14 +476,12 @@ def main(argv: list[str] | None = None) -> int:
 
     results = {"machine": info, "elements": n, "best_of": k, "threads": threads, "fillers": rows,
                "rss": rss, "fill_net_vgg19": fill_net, "fill_net_vgg19_gaussian": fill_net_gaussian,
-               "caffe": caffe, "busy_neighbour": busy, "targets": summary,
+               "caffe": caffe, "busy_neighbour": busy, "io": io, "report": html_report, "targets": summary,
                "seconds": elapsed, "date": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
-    tmp = args.out.with_suffix(args.out.suffix + ".tmp")
-    tmp.write_text(json.dumps(results, indent=1) + "\n")
-    tmp.replace(args.out)
-    print(f"wrote {args.out}")
+    write_results(args.out, results)
     if args.readme:
         update_readme(args.readme, markdown(results))
+        update_readme(args.readme, io["markdown"], "io-table")
         print(f"updated {args.readme}")
     return 0
 

@@ -6,6 +6,8 @@ The public API:
   positive_unitball, xavier, msra, bilinear) from the counter-based Philox stream or, with
   ``rng=CaffeRNG(seed)``, bit-identically to Caffe 1.0.
 - :func:`philox_raw` exposes the raw Philox4x32-10 words.
+- :class:`Philox` is a generator that gives each ``fill(..., rng=gen)`` its own stream of one seed
+  (``fill`` without a seed draws fresh entropy; a ``numpy.random.SeedSequence`` is a seed too).
 - :class:`CaffeRNG` is Caffe's seeded CPU stream (boost::mt19937), for ``fill(..., rng=CaffeRNG(seed))``.
 - :class:`FillerParameter` and :class:`NetParameter` are the generated Caffe schema messages.
 - :func:`load_net`, :func:`load_solver` read prototxt/binary definitions of any Caffe vintage;
@@ -13,9 +15,16 @@ The public API:
 - :func:`infer_shapes` lists every learnable blob of a net with its shape and filler, as Caffe's ``Net::Init``
   would set it up (:class:`LayerBlobs`, :class:`BlobSpec`; :class:`ShapeError` when a shape cannot be known);
   :func:`register_layer` teaches it a layer type (:class:`LayerContext` is what a rule gets);
-  :func:`fill_net` fills them all, from Philox streams keyed by layer name or bit-identically to Caffe.
+  :func:`fill_net` fills them all, from Philox streams keyed by layer name or bit-identically to Caffe,
+  optionally copying pretrained ``weights`` and with per-layer filler ``overrides`` (a :class:`FilledNet`
+  with its seed, :class:`FillReport` and metadata); :func:`fill_solver` gives the weights ``caffe train``
+  starts from.
 - :func:`save` and :func:`load` write and read filled parameters: ``.caffemodel``, ``.h5``, ``.npz``,
-  ``.safetensors`` (atomic writes).
+  ``.safetensors`` (atomic writes; with the fill's seed, rng, dtype and version as metadata,
+  :func:`read_metadata`; ``naming="torch"`` for PyTorch's ``conv1.weight`` names); ``fill_net(..., out=path)``
+  fills straight into such a file in bounded memory.  :mod:`fillers.caffemodel` is the streaming
+  ``.caffemodel`` reader and writer (mapped views of the weights; :class:`~fillers.caffemodel.CaffemodelWriter`
+  layer by layer); :mod:`fillers.dask` (optional) gives blobs as Dask arrays filled chunk by chunk.
 - Bad input raises a :class:`FillersError` (a ``ValueError``): :class:`PrototxtError` (``file:line:column``),
   :class:`ShapeError` (layer, blob), :class:`FileFormatError` (path, byte offset), :class:`FillerError`
   (field and value), :class:`ArrayError`.
@@ -33,9 +42,10 @@ from fillers.errors import (
     PrototxtWarning,
     ShapeError,
 )
-from fillers.io import load, save
-from fillers.net import fill_net, philox_stream
+from fillers.io import load, read_metadata, save
+from fillers.net import FilledNet, FillReport, fill_net, fill_solver, philox_stream, solver_train_net
 from fillers.prototxt import load_net, load_solver
+from fillers.seeds import Philox
 from fillers.shapes import BlobSpec, FillStep, LayerBlobs, LayerContext, infer_shapes, register_layer
 from fillers.upgrade import upgrade_net
 
@@ -47,6 +57,9 @@ __all__ = [
     "FileFormatError",
     "fill",
     "fill_net",
+    "fill_solver",
+    "FilledNet",
+    "FillReport",
     "FILLER_TYPES",
     "FillerError",
     "FillersError",
@@ -59,13 +72,16 @@ __all__ = [
     "load_net",
     "load_solver",
     "NetParameter",
+    "Philox",
     "philox_raw",
     "philox_stream",
     "PrototxtError",
     "PrototxtWarning",
+    "read_metadata",
     "register_layer",
     "save",
     "ShapeError",
+    "solver_train_net",
     "upgrade_net",
 ]
 

@@ -11,6 +11,7 @@ import numpy as np
 from fillers import _kernels
 from fillers.errors import ArrayError, FillerError
 from fillers._params import FillerLike, FillPlan, as_filler_parameter, resolve
+from fillers.seeds import Philox, SeedLike, key_of
 
 if TYPE_CHECKING:  # pragma: no cover
     from fillers._caffe import CaffeRNG
@@ -136,11 +137,7 @@ def _fill_contiguous(out: np.ndarray, plan: FillPlan, seed: int, stream: int, of
         _fill_philox(out, plan, seed, stream, offset, threads)
 
 
-def _check_rng(rng: Any, blob: np.ndarray, shape: tuple[int, ...], offset: int, threads: Any) -> None:
-    from fillers._caffe import CaffeRNG
-
-    if not isinstance(rng, CaffeRNG):
-        raise TypeError(f"rng must be a fillers.CaffeRNG or None, not {type(rng).__name__}")
+def _check_caffe_rng(blob: np.ndarray, shape: tuple[int, ...], offset: int, threads: Any) -> None:
     if offset != 0 or shape != blob.shape:
         raise ValueError(
             "rng=CaffeRNG draws Caffe's sequential stream: pass the whole blob (offset=0, blob_shape=None), "
@@ -150,16 +147,30 @@ def _check_rng(rng: Any, blob: np.ndarray, shape: tuple[int, ...], offset: int, 
         raise ValueError("threads does not apply with rng=CaffeRNG: Caffe's stream is sequential")
 
 
+def _key_and_stream(seed: Any, stream: Any, rng: Any, offset: int, blob_shape: Any) -> tuple[int, int]:
+    """The Philox (key, stream) of one fill: from ``seed``/``stream``, or the next stream of a generator."""
+    if isinstance(rng, Philox):
+        if seed is not None or stream != 0:
+            raise ValueError("rng=Philox(...) chooses the key and stream: leave seed and stream unset")
+        if offset != 0 or blob_shape is not None:
+            raise ValueError(
+                "rng=Philox(...) gives each fill a new stream, so it cannot fill a blob in pieces; pass "
+                "seed=gen.key, stream=k (the same for every piece) with offset and blob_shape instead"
+            )
+        return rng.next_stream()
+    return key_of(seed), _check_u64("stream", stream)
+
+
 def fill(
     blob: np.ndarray,
     filler: FillerLike,
     *,
-    seed: int = 0,
+    seed: SeedLike = None,
     stream: int = 0,
     offset: int = 0,
     blob_shape: Sequence[int] | None = None,
     threads: int | None = None,
-    rng: CaffeRNG | None = None,
+    rng: CaffeRNG | Philox | None = None,
 ) -> np.ndarray:
     """Fill ``blob`` in place with a Caffe filler.
 
@@ -171,8 +182,12 @@ def fill(
     filler : FillerParameter, mapping or str
         The filler: a ``FillerParameter``, a mapping of its fields (``variance_norm`` by name or number),
         a type name (``"xavier"``) or FillerParameter text (``'type: "gaussian" std: 0.01 sparse: 15'``).
-    seed, stream : int
-        64-bit key and stream of the counter-based (Philox4x32-10) stream.
+    seed : int, numpy.random.SeedSequence or None
+        The key of the counter-based (Philox4x32-10) stream: an int in [0, 2**64) is the key itself, a
+        SeedSequence is hashed to one (``fillers.seeds.key_of``), None (the default) draws fresh entropy, so
+        two fills without a seed differ, as with ``numpy.random.default_rng()``.
+    stream : int
+        The 64-bit stream number under that key.
     offset : int
         Flat C-order index of ``blob``'s first element inside the whole blob, to fill a blob in pieces.
     blob_shape : sequence of int, optional
@@ -180,9 +195,11 @@ def fill(
     threads : int, optional
         Worker threads; default ``$FILLERS_NUM_THREADS`` or all usable cores.  Never changes the values.
         More than min(4 x the logical CPUs, 256) are capped there.
-    rng : CaffeRNG, optional
-        Draw from Caffe's own sequential stream instead (bit-identical to Caffe 1.0 on the CPU); the
-        whole blob must be passed and ``threads``/``offset`` do not apply.
+    rng : Philox or CaffeRNG, optional
+        A :class:`fillers.Philox` generator hands this fill its next stream (leave ``seed`` and ``stream``
+        unset; the whole blob must be passed).  A :class:`fillers.CaffeRNG` draws from Caffe's own sequential
+        stream instead (bit-identical to Caffe 1.0 on the CPU); the whole blob must be passed and
+        ``threads``/``offset`` do not apply.
 
     Returns
     -------
@@ -205,29 +222,35 @@ def fill(
     >>> bool(np.abs(w).max() <= np.sqrt(3 / (3 * 7 * 7)))
     True
     """
+    from fillers._caffe import CaffeRNG
+
     blob = _check_blob(blob)
-    seed = _check_u64("seed", seed)
-    stream = _check_u64("stream", stream)
     offset = _check_u64("offset", offset)
     shape = _shape(blob_shape, blob, offset)
     plan = resolve(as_filler_parameter(filler), shape, blob.dtype)
-    if rng is not None:
-        _check_rng(rng, blob, shape, offset, threads)
-    if rng is None:
+    if rng is not None and not isinstance(rng, (CaffeRNG, Philox)):
+        raise TypeError(f"rng must be a fillers.Philox, a fillers.CaffeRNG or None, not {type(rng).__name__}")
+    caffe_rng = rng if isinstance(rng, CaffeRNG) else None
+    if caffe_rng is not None:
+        _check_caffe_rng(blob, shape, offset, threads)
+        seed = stream = 0  # unused: Caffe's stream carries its own state
+    else:
         _check_philox(plan)
-    nthreads = 1 if rng is not None else _check_threads(threads)
+    nthreads = 1 if caffe_rng is not None else _check_threads(threads)
     if plan.kind == "unitball" and plan.row_len and (offset % plan.row_len or blob.size % plan.row_len):
         raise ValueError(
             f"positive_unitball normalises whole rows of {plan.row_len} elements: a piece must start and "
             f"end on a row boundary, got offset={offset}, size={blob.size}"
         )
+    if caffe_rng is None:  # last: a generator hands out a stream only to a fill that will happen
+        seed, stream = _key_and_stream(seed, stream, rng, offset, blob_shape)
     if blob.size == 0:
         return blob
     if blob.flags.c_contiguous and blob.flags.aligned:
-        _fill_contiguous(blob.reshape(-1), plan, seed, stream, offset, nthreads, rng)
+        _fill_contiguous(blob.reshape(-1), plan, seed, stream, offset, nthreads, caffe_rng)
     else:
         buffer = np.empty(blob.shape, blob.dtype)
-        _fill_contiguous(buffer.reshape(-1), plan, seed, stream, offset, nthreads, rng)
+        _fill_contiguous(buffer.reshape(-1), plan, seed, stream, offset, nthreads, caffe_rng)
         np.copyto(blob, buffer)
     return blob
 

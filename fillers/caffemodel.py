@@ -26,6 +26,7 @@ import math
 import mmap
 import os
 import sys
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import IO, Any, Callable, Iterable, Iterator, Sequence, Union
 
@@ -42,6 +43,7 @@ __all__ = [
     "blob_array",
     "blob_pieces",
     "blob_shape",
+    "write_blob",
     "caffemodel_size",
     "check_caffemodel_size",
     "read_caffemodel",
@@ -234,14 +236,14 @@ def blob_shape(blob: caffe_pb2.BlobProto) -> tuple[int, ...]:
 
 
 def blob_array(blob: caffe_pb2.BlobProto) -> np.ndarray:
-    """A parsed BlobProto's values as an array of its Caffe shape (:func:`_blob_shape`), float64 when it holds
+    """A parsed BlobProto's values as an array of its Caffe shape (:func:`blob_shape`), float64 when it holds
     ``double_data``, else float32 (a copy of protobuf's repeated field)."""
     if len(blob.double_data):
         return np.array(blob.double_data, np.float64).reshape(blob_shape(blob))
     return np.array(blob.data, np.float32).reshape(blob_shape(blob))
 
 
-def map_file(path: str) -> np.ndarray:
+def _map(path: str) -> np.ndarray:
     """The file's bytes as a uint8 array over a private (copy-on-write) mapping: views are writable, and
     writes never reach the file."""
     with open(path, "rb") as handle:
@@ -266,10 +268,7 @@ def _scan(reader: _Reader, end: int) -> tuple[list[tuple[int, int]], list[_Layer
     small: list[tuple[int, int]] = []
     layers: list[_Layer] = []
     for number, wire, field_start, a, b in reader.fields(0, end):
-        if number in (_NET_LAYER, _NET_LAYERS_V1):
-            if wire != _LENGTH:
-                raise reader.error(f"field {number} (a layer) has wire type {wire}, not length-delimited",
-                                   field_start)
+        if number in (_NET_LAYER, _NET_LAYERS_V1) and wire == _LENGTH:  # another wire type: unknown, as protobuf
             v1 = number == _NET_LAYERS_V1
             blobs_field = _V1_LAYER_BLOBS if v1 else _LAYER_BLOBS
             layer = _Layer(v1, [], [], field_start)
@@ -300,8 +299,9 @@ def read_caffemodel(path: str | os.PathLike) -> dict[str, list[np.ndarray]]:
     -------
     dict of str to list of numpy.ndarray
         Layer name to its blobs, in file order, layers without blobs left out.  The layers are the file's
-        ``layer`` entries, or its V1 ``layers`` when it has no ``layer``; a name that repeats keeps its last
-        layer (as protobuf's parse read into a dict).  Arrays are writable copy-on-write views of the file
+        ``layer`` entries, or its V1 ``layers`` when it has no ``layer``.  A name that repeats (Caffe allows
+        it; a whole net written by :func:`fillers.save` keeps it) is keyed ``name#2``, ``name#3`` ... on its
+        later layers with blobs, as :func:`fillers.fill_net` keys them.  Arrays are writable copy-on-write views of the file
         where the layout allows (possibly unaligned); ``float64`` when the blob holds ``double_data``.
 
     Raises
@@ -311,13 +311,14 @@ def read_caffemodel(path: str | os.PathLike) -> dict[str, list[np.ndarray]]:
         offset is named).
     """
     path = os.fspath(path)
-    data = map_file(path)
+    data = _map(path)
     reader = _Reader(memoryview(data), path)
     _, layers = _scan(reader, data.size)
     if any(not layer.v1 for layer in layers):
         layers = [layer for layer in layers if not layer.v1]
     parser = _BlobParser(reader, data)
     out: dict[str, list[np.ndarray]] = {}
+    seen: dict[str, int] = {}
     for layer in layers:
         message = _layer_message(reader, layer)
         where = f"layer {message.name!r}"
@@ -325,7 +326,8 @@ def read_caffemodel(path: str | os.PathLike) -> dict[str, list[np.ndarray]]:
         if not blobs and layer.v1 and len(message.layer.blobs):  # a V0 layer wrapped in V1: its own blobs
             blobs = [blob_array(blob) for blob in message.layer.blobs]
         if blobs:
-            out[message.name] = blobs
+            seen[message.name] = seen.get(message.name, 0) + 1
+            out[message.name if seen[message.name] == 1 else f"{message.name}#{seen[message.name]}"] = blobs
     return out
 
 
@@ -345,7 +347,7 @@ def read_net(path: str | os.PathLike, *, blobs: bool = True) -> caffe_pb2.NetPar
         A truncated or corrupt file (the byte offset is named).
     """
     path = os.fspath(path)
-    data = map_file(path)
+    data = _map(path)
     reader = _Reader(memoryview(data), path)
     small, layers = _scan(reader, data.size)
     net = reader.proto(caffe_pb2.NetParameter, small, "NetParameter")
@@ -584,10 +586,40 @@ class CaffemodelWriter:
         self._write(after)
 
     def _write_values(self, blob: Blob, dtype: np.dtype, progress: Callable[[int], None] | None) -> None:
+        write_blob(self._write, blob, progress)
+
+
+def write_blob(write: Callable[[np.ndarray], Any], blob: Blob,
+               progress: Callable[[int], None] | None = None) -> None:
+    """Write a blob's values, little-endian in C order, with ``write`` (e.g. a file's ``write``).
+
+    A :class:`ChunkedBlob` of several pieces is filled into two alternating buffers: each piece is filled while
+    the one before it is being written, by one writer thread (filling and writing both release the GIL), so
+    the time is about the longer of the two rather than their sum.  ``progress`` gets the bytes of each piece
+    once it is written.
+    """
+    if isinstance(blob, np.ndarray) or blob.size <= blob.piece:
         for piece in blob_pieces(blob):
-            self._write(piece)
+            write(piece)
             if progress is not None:
                 progress(piece.nbytes)
+        return
+    dtype = np.dtype(blob.dtype)
+    buffers = (np.empty(blob.piece, dtype), np.empty(blob.piece, dtype))
+    pending: Future | None = None
+    with ThreadPoolExecutor(1, thread_name_prefix="fillers-write") as writer:
+        for n, (offset, count) in enumerate(blob.pieces()):
+            out = buffers[n % 2][:count]  # its last write (piece n - 2) finished before piece n - 1 was sent
+            blob.fill(out, offset)
+            if pending is not None:
+                pending.result()
+                if progress is not None:
+                    progress(blob.piece * dtype.itemsize)
+            pending = writer.submit(write, out if _LITTLE else out.astype(dtype.newbyteorder("<")))
+            last = out.nbytes
+        pending.result()
+        if progress is not None:
+            progress(last)
 
 
 def blob_pieces(blob: Blob, piece_bytes: int = 64 << 20) -> Iterator[np.ndarray]:

@@ -10,9 +10,11 @@ import argparse
 import contextlib
 import json
 import math
+import re
 import sys
 import time
 import warnings
+from pathlib import Path
 from typing import Sequence
 
 import numpy as np
@@ -58,6 +60,15 @@ def _seed(text: str) -> int:
     return value
 
 
+def _override(text: str) -> tuple[str, str]:
+    """Parse ``LAYER=FILLER`` or ``LAYER/INDEX=FILLER`` (argparse type)."""
+    name, sep, filler = text.partition("=")
+    if not sep or not name or not filler.strip():
+        raise argparse.ArgumentTypeError(
+            f"expected LAYER=FILLER or LAYER/INDEX=FILLER (a type name or FillerParameter text), got {text!r}")
+    return name, filler
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``fillers`` command."""
     parser = argparse.ArgumentParser(
@@ -68,25 +79,46 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def net_options(sub: argparse.ArgumentParser) -> None:
-        sub.add_argument("net", metavar="NET", help="net definition: .prototxt (any Caffe format) or .caffemodel")
+        sub.add_argument("net", metavar="NET", help="net definition: .prototxt (any Caffe format) or .caffemodel; "
+                         "or a solver: its train net (phase TRAIN with its train_state)")
         sub.add_argument("--input", metavar="NAME=D0,D1,...", type=_input_shape, action="append", default=[],
                          help="shape of a top (overrides the net; repeatable)")
-        sub.add_argument("--phase", choices=("TEST", "TRAIN"), default="TEST", help="net phase (default TEST)")
+        sub.add_argument("--phase", choices=("TEST", "TRAIN"), default=None,
+                         help="net phase (default TEST; a solver's net is TRAIN)")
+        sub.add_argument("--filler", metavar="LAYER[/INDEX]=FILLER", type=_override, action="append", default=[],
+                         help="replace the filler of a layer's blobs (or of one blob) by a type name or "
+                              "FillerParameter text (repeatable)")
 
     fill = commands.add_parser("fill", help="fill every learnable blob and write them to a file")
     net_options(fill)
     fill.add_argument("-o", "--output", required=True, metavar="OUT",
                       help="output file: .caffemodel, .h5/.caffemodel.h5, .npz or .safetensors (not -: binary)")
-    fill.add_argument("--seed", type=_seed, default=0, help="random seed (default 0)")
-    fill.add_argument("--rng", choices=("philox", "caffe"), default="philox",
-                      help="philox: counter-based, multithreaded (default); caffe: bit-identical to Caffe 1.0")
+    fill.add_argument("--seed", type=_seed, default=None,
+                      help="random seed (default: a solver's random_seed, else fresh entropy; printed)")
+    fill.add_argument("--rng", choices=("philox", "caffe"), default=None,
+                      help="philox: counter-based, multithreaded (default for nets); caffe: bit-identical to "
+                           "Caffe 1.0 (default for solvers)")
+    fill.add_argument("--weights", metavar="W[,W2...]", default=None,
+                      help="copy the blobs of layers found by name with equal shapes from these weights "
+                           "(.caffemodel, .h5, .npz, .safetensors; later files win), fill the rest; replaces a "
+                           "solver's weights")
+    fill.add_argument("--allow-mismatch", action="store_true",
+                      help="fill blobs whose shape differs in --weights instead of stopping with an error")
+    fill.add_argument("--naming", choices=("caffe", "torch"), default="caffe",
+                      help="blob names in .npz/.safetensors: caffe (conv1/0) or torch (conv1.weight)")
     fill.add_argument("--dtype", choices=("float32", "float64"), default="float32")
     fill.add_argument("--threads", type=_positive_int, default=None, help="worker threads (default: all cores)")
-    fill.add_argument("--quiet", action="store_true", help="no progress bar and no summary")
+    fill.add_argument("--quiet", action="store_true", help="no progress bar, seed or summary")
+    fill.add_argument("--report", metavar="HTML",
+                      help="also write the HTML report: the layer table and a histogram of every blob")
 
     inspect = commands.add_parser("inspect", help="list every learnable blob: shape, filler, parameter count")
     net_options(inspect)
     inspect.add_argument("--json", action="store_true", help="machine-readable output")
+    inspect.add_argument("--html", metavar="HTML",
+                         help="write the HTML report (layer table; with --weights, a histogram per blob)")
+    inspect.add_argument("--weights", metavar="W",
+                         help="blobs to plot in the --html report: .caffemodel, .h5, .npz or .safetensors")
 
     upgrade = commands.add_parser("upgrade", help="rewrite a net in the current Caffe format")
     upgrade.add_argument("input", metavar="IN", help="net definition in any Caffe format")
@@ -121,21 +153,77 @@ def filler_dict(filler) -> dict | None:
     return {"type": filler.type, **json_format.MessageToDict(filler, preserving_proto_field_name=True)}
 
 
-def _inspect(args: argparse.Namespace) -> int:
-    from fillers import infer_shapes, load_net
+_LAYER_BLOCK = re.compile(r"^\s*layers?\s*:?\s*\{", re.MULTILINE)
 
-    layers = infer_shapes(load_net(args.net), inputs=dict(args.input), phase=args.phase)
-    blobs = [(layer, i, blob) for layer in layers for i, blob in enumerate(layer.blobs)]
-    total = sum(math.prod(blob.shape) for *_, blob in blobs)
+
+def _is_solver(path: str) -> bool:
+    """A solver file: text that reads as a SolverParameter naming a net; or, where it does not (a syntax error,
+    no net), a file named like a solver (``*solver*``) without ``layer`` blocks, so that the solver's own error
+    is reported."""
+    from fillers import FillersError, load_solver
+
+    name = Path(path).name.lower()
+    if name.endswith(BINARY_SUFFIXES):
+        return False
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # a net's fields are unknown to SolverParameter
+            solver = load_solver(path)
+        if any(solver.HasField(f) for f in ("net", "net_param", "train_net", "train_net_param")):
+            return True
+    except (FillersError, UnicodeDecodeError):
+        pass
+    if "solver" not in name:
+        return False
+    with open(path, "rb") as handle:
+        return not _LAYER_BLOCK.search(handle.read().decode("utf-8", "replace"))
+
+
+def _net_and_phase(args: argparse.Namespace):
+    """The net to fill and its phase: a solver's train net (phase from its state), or the net."""
+    from fillers import load_net, solver_train_net
+
+    if _is_solver(args.net):
+        if args.phase is not None:
+            raise ValueError(f"{args.net} is a solver: its net is built in phase TRAIN with its train_state "
+                             "(leave out --phase)")
+        net, solver = solver_train_net(args.net)
+        return net, None, solver
+    return load_net(args.net), args.phase or "TEST", None
+
+
+def _inspect(args: argparse.Namespace) -> int:
+    from fillers import infer_shapes
+    from fillers.net import apply_overrides, layer_keys
+
+    net, phase, _ = _net_and_phase(args)
+    if args.html is not None:
+        from fillers import load
+        from fillers.report import write_report
+
+        weights = load(args.weights) if args.weights is not None else None
+        write_report(args.html, net, weights=weights, inputs=dict(args.input), phase=phase,
+                     overrides=dict(args.filler))
+        return 0
+    layers = infer_shapes(net, inputs=dict(args.input), phase=phase)
+    overridden: list[str] = []
+    if args.filler:
+        layers, overridden = apply_overrides(layers, dict(args.filler))
+    keys = layer_keys(layers)
+    blobs = [(layer, i, blob, f"{key}/{i}" in overridden) for key, layer in zip(keys, layers)
+             for i, blob in enumerate(layer.blobs)]
+    total = sum(math.prod(blob.shape) for *_, blob, _ in blobs)
     if args.json:
         rows = [{"layer": layer.name, "type": layer.type, "blob": i, "shape": list(blob.shape),
-                 "filler": filler_dict(blob.filler), "count": math.prod(blob.shape)} for layer, i, blob in blobs]
+                 "filler": filler_dict(blob.filler), "override": mine, "count": math.prod(blob.shape)}
+                for layer, i, blob, mine in blobs]
         json.dump({"layers": len(layers), "blobs": rows, "parameters": total}, sys.stdout, indent=1)
         print()
         return 0
     table = [("layer", "type", "blob", "shape", "filler", "params")]
     table += [(layer.name, layer.type, str(i), "x".join(map(str, blob.shape)) or "()",
-               describe_filler(blob.filler), f"{math.prod(blob.shape):,}") for layer, i, blob in blobs]
+               describe_filler(blob.filler) + (" (override)" if mine else ""), f"{math.prod(blob.shape):,}")
+              for layer, i, blob, mine in blobs]
     widths = [max(len(row[c]) for row in table) for c in range(len(table[0]))]
     for row in table:
         cells = [cell.rjust(w) if c == len(row) - 1 else cell.ljust(w) for c, (cell, w) in enumerate(zip(row, widths))]
@@ -145,18 +233,41 @@ def _inspect(args: argparse.Namespace) -> int:
 
 
 def _fill(args: argparse.Namespace) -> int:
-    from fillers import fill_net, load_net
+    from fillers import fill_net, fill_solver, load, save
 
     start = time.perf_counter()
-    net = load_net(args.net)
+    net, phase, solver = _net_and_phase(args)
+    # PyTorch names are made from whole arrays (BatchNorm's statistics are rescaled): fill in memory, then save.
+    in_memory = args.naming == "torch"
     with _progress_bar(enabled=not args.quiet and sys.stderr.isatty()) as progress:
-        shapes = fill_net(net, seed=args.seed, rng=args.rng, dtype=np.dtype(args.dtype), inputs=dict(args.input),
-                          phase=args.phase, threads=args.threads, out=args.output, progress=progress)
+        options = dict(dtype=np.dtype(args.dtype), inputs=dict(args.input), threads=args.threads,
+                       out=None if in_memory else args.output, progress=progress,
+                       weights=[path.strip() for path in args.weights.split(",")] if args.weights else None,
+                       allow_mismatch=args.allow_mismatch, overrides=dict(args.filler))
+        if solver is not None:
+            filled = fill_solver(args.net, seed=args.seed, rng=args.rng or "caffe", **options)
+        else:
+            filled = fill_net(net, seed=args.seed, rng=args.rng or "philox", phase=phase, **options)
+    if in_memory:
+        save(filled, args.output, naming=args.naming)
+    if args.report is not None:  # the blobs as written (read back: a .caffemodel is mapped, not copied)
+        from fillers.report import write_report
+
+        write_report(args.report, filled.net, weights=filled if in_memory else load(args.output),
+                     inputs=dict(args.input), phase=filled.phase, overrides=dict(args.filler),
+                     copied=filled.report.copied)
     if not args.quiet:
-        count = sum(math.prod(shape) for blob_shapes in shapes.values() for shape in blob_shapes)
+        count = sum(math.prod(blob.shape if isinstance(blob, np.ndarray) else blob)  # arrays, or shapes written
+                    for blobs in filled.values() for blob in blobs)
         nbytes = count * np.dtype(args.dtype).itemsize
-        print(f"filled {len(shapes)} layers, {count:,} parameters ({nbytes / 2**20:,.1f} MiB) in "
-              f"{time.perf_counter() - start:.2f} s -> {args.output}", file=sys.stderr)
+        if "fillers.weights" in filled.metadata:
+            print(f"weights: {filled.report.summary()}", file=sys.stderr)
+            for blob, source, target in filled.report.mismatched:
+                print(f"  {blob}: filled, the weights have {source or 'another number of blobs'}, the net "
+                      f"{target}", file=sys.stderr)
+        print(f"filled {len(filled)} layers, {count:,} parameters ({nbytes / 2**20:,.1f} MiB), seed "
+              f"{filled.seed} ({filled.rng}), in {time.perf_counter() - start:.2f} s -> {args.output}",
+              file=sys.stderr)
     return 0
 
 
@@ -208,6 +319,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "fill" and args.output == STDOUT:
         parser.error("fill -o -: the weight formats are binary and are written to files only; give a file name")
+    if args.command == "inspect" and args.weights is not None and args.html is None:
+        parser.error("inspect --weights needs --html")
     try:
         with warnings.catch_warnings():
             warnings.showwarning = _one_line_warning

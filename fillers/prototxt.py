@@ -21,6 +21,7 @@ Every net comes back in the current format: :func:`load_net` runs
 
 from __future__ import annotations
 
+import mmap
 import os
 import re
 import warnings
@@ -35,7 +36,7 @@ from google.protobuf.message import DecodeError, Message
 
 from . import caffe_pb2
 from .caffe_pb2 import caffe_name, is_repeated
-from .caffemodel import map_file, read_net
+from .caffemodel import read_net
 from .errors import PrototxtError, PrototxtWarning
 
 __all__ = [
@@ -622,21 +623,27 @@ def _parse_binary(data: bytes, message_type: type[Message], name: str,
         msg.ParseFromString(data)
     except DecodeError as e:
         raise PrototxtError(f"not a binary {message_type.DESCRIPTOR.name} ({e})", name) from None
-    return _check_unknown(msg, data, name, strict)
+    _check_unknown(memoryview(data), message_type.DESCRIPTOR, name, strict)
+    return msg
 
 
-def _check_unknown(msg: Message, data: bytes | np.ndarray, name: str, strict: bool) -> Message:
-    """Warn about (strict: reject) the fields of binary ``msg`` the schema does not know; ``data`` holds its
-    wire bytes (a file's mapping for a weights file: the walk skips the blobs' data)."""
-    desc = msg.DESCRIPTOR
-    unknown = _unknown_binary_fields(memoryview(data), desc, desc.name)[0]
+def _check_unknown(data: memoryview, desc: Descriptor, name: str, strict: bool) -> None:
+    """Warn about (strict: reject) the fields of binary message bytes that the schema does not know."""
+    unknown = _unknown_binary_fields(data, desc, desc.name)[0]
     if unknown:
         shown = ", ".join(unknown[:5]) + (" ..." if len(unknown) > 5 else "")
         if strict:
             raise PrototxtError(f"unknown fields {shown}", name)
         warnings.warn(f"{name}: {len(unknown)} unknown binary field(s) kept unread: {shown}",
-                      PrototxtWarning, stacklevel=3)
-    return msg
+                      PrototxtWarning, stacklevel=4)
+
+
+def _mapped(path: Path) -> memoryview:
+    """A read-only memory map of a whole file (empty for an empty file); closed when no view is left."""
+    with open(path, "rb") as handle:
+        if os.fstat(handle.fileno()).st_size == 0:
+            return memoryview(b"")
+        return memoryview(mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ))
 
 
 def _weights_path(source: Source) -> Path | None:
@@ -653,7 +660,8 @@ def _load(source: Source, message_type: type[Message], strict: bool
     path = _weights_path(source)
     if path is not None and message_type is caffe_pb2.NetParameter:
         # A weights file: mapped and parsed one layer at a time, never read whole into memory.
-        net = _check_unknown(read_net(path), map_file(path), str(path), strict)
+        net = read_net(path)
+        _check_unknown(_mapped(path), caffe_pb2.NetParameter.DESCRIPTOR, str(path), strict)
         return ParsedText(net), _Input(str(path), b"", path, True)
     inp = _read_source(source)
     data = inp.data
@@ -808,8 +816,8 @@ def load_solver_net(source: Source, *, strict: bool = False) -> caffe_pb2.NetPar
 
     Caffe takes exactly one of ``train_net_param``, ``train_net``,
     ``net_param``, ``net``. A relative ``net``/``train_net`` path is looked up
-    next to the solver file first, then relative to the current directory (where
-    Caffe itself looks).
+    from the current directory first (where Caffe itself looks), then next to
+    the solver file.
 
     Parameters
     ----------
@@ -844,11 +852,10 @@ def load_solver_net(source: Source, *, strict: bool = False) -> caffe_pb2.NetPar
 
 
 def _resolve_net_path(net: str, solver_path: Path | None) -> Path:
-    """``net`` beside the solver file if it is there (or nowhere), else as given."""
+    """``net`` as given (from the working directory, as Caffe opens it) if it is there, else beside the
+    solver file if it is there, else as given (for the error message)."""
     path = Path(net)
-    if path.is_absolute() or solver_path is None:
+    if path.is_absolute() or solver_path is None or path.exists():
         return path
     beside = solver_path.parent / path
-    if beside.exists() or not path.exists():
-        return beside
-    return path
+    return beside if beside.exists() else path

@@ -22,8 +22,8 @@ from typing import Callable, Iterable, Iterator, Mapping, Sequence
 import numpy as np
 
 from fillers import caffe_pb2
-from fillers.caffemodel import Blob, CaffemodelWriter, blob_pieces, check_caffemodel_size
-from fillers.io import _ORDER_KEY, _format, _optional, atomic_write, check_h5_names
+from fillers.caffemodel import Blob, CaffemodelWriter, blob_pieces, check_caffemodel_size, write_blob
+from fillers.io import _NPZ_METADATA, _ORDER_KEY, _format, _optional, atomic_write, caffemodel_layers, check_h5_names
 
 __all__ = ["write_streamed"]
 
@@ -58,8 +58,9 @@ def _checked(layers: Layers, shapes: Shapes) -> Iterator[tuple[str, Sequence[Blo
 
 
 def write_streamed(path: str | os.PathLike, shapes: Shapes, dtype: np.dtype, layers: Layers, *,
-                   net: caffe_pb2.NetParameter | None = None,
-                   progress: Callable[[int, int], None] | None = None) -> None:
+                   net: caffe_pb2.NetParameter | None = None, phase: str | int | None = "TEST",
+                   progress: Callable[[int, int], None] | None = None,
+                   metadata: Mapping[str, str] | None = None) -> None:
     """Write blobs produced one layer at a time to ``path`` (atomically), in any format :func:`fillers.save`
     writes, with the same content ``save`` gives the same blobs.
 
@@ -75,9 +76,13 @@ def write_streamed(path: str | os.PathLike, shapes: Shapes, dtype: np.dtype, lay
         The blobs, in the order of ``shapes``; a :class:`~fillers.caffemodel.ChunkedBlob` is filled piece by
         piece as it is written.  The iterable is consumed once, in step with the writing.
     net : NetParameter, optional
-        The net: its name and layer types go into a ``.caffemodel``.
+        The net: a ``.caffemodel`` holds it whole, built for ``phase``, as :func:`fillers.save` writes it.
+    phase : {"TEST", "TRAIN"} or None
+        As for :func:`fillers.save`.
     progress : callable, optional
         ``progress(done, total)`` in bytes after each piece written.
+    metadata : mapping of str to str, optional
+        Recorded as :func:`fillers.save` records it (not in a ``.caffemodel``).
 
     Raises
     ------
@@ -91,41 +96,45 @@ def write_streamed(path: str | os.PathLike, shapes: Shapes, dtype: np.dtype, lay
     layers = _checked(layers, shapes)
     counter = _Counter(sum(math.prod(s) for blob_shapes in shapes.values() for s in blob_shapes) * dtype.itemsize,
                        progress)
+    metadata = dict(metadata or {})
     if fmt == ".caffemodel":
-        _write_caffemodel(path, shapes, dtype, layers, net, counter)
+        _write_caffemodel(path, shapes, dtype, layers, net, phase, counter)
     elif fmt == ".safetensors":
-        _write_safetensors(path, shapes, dtype, layers, counter)
+        _write_safetensors(path, shapes, dtype, layers, counter, metadata)
     elif fmt == ".h5":
-        _write_h5(path, shapes, dtype, layers, counter)
+        _write_h5(path, shapes, dtype, layers, counter, metadata)
     else:
-        _write_npz(path, dtype, layers, counter)
+        _write_npz(path, dtype, layers, counter, metadata)
 
 
 def _write_all(handle, blobs: Sequence[Blob], counter: _Counter) -> None:
     for blob in blobs:
-        for piece in blob_pieces(blob):
-            handle.write(piece)
-            counter(piece.nbytes)
+        write_blob(handle.write, blob, counter)
 
 
-def _write_caffemodel(path, shapes: Shapes, dtype: np.dtype, layers, net, counter: _Counter) -> None:
-    types = {layer.name: layer.type for layer in net.layer} if net is not None else {}
+def _write_caffemodel(path, shapes: Shapes, dtype: np.dtype, layers, net, phase, counter: _Counter) -> None:
     head = caffe_pb2.NetParameter(name=net.name) if net is not None else None
-    spec = [(caffe_pb2.LayerParameter(name=key, type=types.get(key, "")),
-             [np.broadcast_to(dtype.type(0), shape) for shape in blob_shapes])  # shape and dtype, no memory
-            for key, blob_shapes in shapes.items()]
+    plan = caffemodel_layers(shapes, net, phase)
+    spec = [(layer, [np.broadcast_to(dtype.type(0), shape) for shape in shapes[key]] if key is not None else [])
+            for layer, key in plan]  # shape and dtype, no memory
     check_caffemodel_size(path, head, spec)
     with atomic_write(path) as handle:
         writer = CaffemodelWriter(handle, head)
-        for (layer, _), (_, blobs) in zip(spec, layers):
+        for layer, key in plan:
+            blobs: Sequence[Blob] = ()
+            if key is not None:
+                got, blobs = next(layers)
+                if got != key:
+                    raise RuntimeError(f"layer {got!r} comes where the net has {key!r}")  # a bug in the caller
             writer.add_layer(layer, blobs, progress=counter)
 
 
-def _write_safetensors(path, shapes: Shapes, dtype: np.dtype, layers, counter: _Counter) -> None:
+def _write_safetensors(path, shapes: Shapes, dtype: np.dtype, layers, counter: _Counter,
+                       metadata: dict[str, str]) -> None:
     """The safetensors layout: an 8-byte little-endian header size, the JSON header (padded with spaces to a
     multiple of 8 bytes, so the data is aligned), then every tensor's bytes back to back in header order."""
     name = {np.dtype(np.float32): "F32", np.dtype(np.float64): "F64"}[dtype]
-    header: dict[str, object] = {"__metadata__": {_ORDER_KEY: json.dumps(list(shapes))}}
+    header: dict[str, object] = {"__metadata__": {**metadata, _ORDER_KEY: json.dumps(list(shapes))}}
     offset = 0
     for key, blob_shapes in shapes.items():
         for i, shape in enumerate(blob_shapes):
@@ -140,13 +149,14 @@ def _write_safetensors(path, shapes: Shapes, dtype: np.dtype, layers, counter: _
             _write_all(handle, blobs, counter)
 
 
-def _write_h5(path, shapes: Shapes, dtype: np.dtype, layers, counter: _Counter) -> None:
+def _write_h5(path, shapes: Shapes, dtype: np.dtype, layers, counter: _Counter, metadata: dict[str, str]) -> None:
     h5py = _optional("h5py", "h5")
     check_h5_names(shapes)
     dcpl = h5py.h5p.create(h5py.h5p.DATASET_CREATE)
     dcpl.set_alloc_time(h5py.h5d.ALLOC_TIME_EARLY)  # storage placed now, so its offset is known
     dcpl.set_fill_time(h5py.h5d.FILL_TIME_NEVER)  # and not written twice
     with atomic_write(path) as handle, h5py.File(handle, "w", track_order=True) as h5:
+        h5.attrs.update(metadata)
         data = h5.create_group("data", track_order=True)
         datasets = {}
         for key, blob_shapes in shapes.items():
@@ -164,9 +174,12 @@ def _write_h5(path, shapes: Shapes, dtype: np.dtype, layers, counter: _Counter) 
                     counter(dtype.itemsize)
 
 
-def _write_npz(path, dtype: np.dtype, layers, counter: _Counter) -> None:
+def _write_npz(path, dtype: np.dtype, layers, counter: _Counter, metadata: dict[str, str]) -> None:
     descr = np.lib.format.dtype_to_descr(dtype.newbyteorder("<"))
     with atomic_write(path) as handle, zipfile.ZipFile(handle, "w", zipfile.ZIP_STORED, allowZip64=True) as npz:
+        if metadata:  # as numpy.savez stores save()'s __metadata__ entry
+            with npz.open(f"{_NPZ_METADATA}.npy", "w", force_zip64=True) as member:
+                np.lib.format.write_array(member, np.array(json.dumps(metadata)))
         for key, blobs in layers:
             for i, blob in enumerate(blobs):
                 with npz.open(f"{key}/{i}.npy", "w", force_zip64=True) as member:

@@ -10,6 +10,8 @@ import sys
 import numpy as np
 import pytest
 from google.protobuf.message import DecodeError
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import fillers
 from fillers import caffe_pb2
@@ -292,3 +294,23 @@ def test_load_net_of_a_truncated_caffemodel_names_the_offset(tmp_path):
     path = write(tmp_path, data[:-3])
     with pytest.raises(FileFormatError, match=r"at byte \d+"):
         fillers.load_net(path)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(edits=st.lists(st.tuples(st.integers(0, 10**6), st.integers(0, 255)), min_size=1, max_size=4),
+       cut=st.integers(0, 10**6), tail=st.binary(max_size=6))
+def test_corrupted_files_read_as_protobuf_reads_them(tmp_path, edits, cut, tail):
+    """Bytes changed, a cut, garbage appended: the streaming reader gives protobuf's result or, where protobuf
+    fails, a FileFormatError."""
+    data = bytearray(sample_net().SerializeToString())
+    for position, value in edits:
+        data[position % len(data)] = value
+    data = bytes(data[:len(data) - cut % 16]) + tail
+    path = write(tmp_path, data, "fuzz.caffemodel")
+    try:
+        want = protobuf_blobs(data)
+    except (DecodeError, ValueError):  # ValueError: values that do not fit the shape (np reshape)
+        with pytest.raises(FileFormatError):
+            read_caffemodel(path)
+    else:
+        assert_same(read_caffemodel(path), want)

@@ -145,7 +145,7 @@ def test_filler_forms_are_equivalent():
     ]
     results = {filled((16, 8, 3), form, seed=1).tobytes() for form in forms}
     assert len(results) == 1
-    assert filled((4, 4), "xavier").tobytes() == filled((4, 4), FillerParameter(type="xavier")).tobytes()
+    assert filled((4, 4), "xavier", seed=0).tobytes() == filled((4, 4), FillerParameter(type="xavier"), seed=0).tobytes()
 
 
 def test_default_filler_parameter_is_constant_zero():

@@ -47,24 +47,22 @@ def test_round_trip(tmp_path, params, suffix):
             np.testing.assert_array_equal(got, want)
 
 
-def test_caffemodel_is_a_netparameter_with_names_types_and_shapes(tmp_path, params):
-    net = caffe_pb2.NetParameter(name="tiny")
-    net.layer.add(name="conv1", type="Convolution")
+def test_caffemodel_without_a_net_is_a_netparameter_with_names_and_shapes(tmp_path, params):
+    """Without ``net=`` the file holds what params has (the whole net: tests/test_whole_net.py)."""
     path = tmp_path / "tiny.caffemodel"
-    save(params, path, net=net)
+    save(params, path)
     parsed = caffe_pb2.NetParameter.FromString(path.read_bytes())
-    assert parsed.name == "tiny"
-    assert [layer.name for layer in parsed.layer] == list(params)
+    assert not parsed.HasField("name")
+    assert [(layer.name, layer.type) for layer in parsed.layer] == [(name, "") for name in params]
     conv = parsed.layer[0]
-    assert conv.type == "Convolution"
     assert list(conv.blobs[0].shape.dim) == [8, 3, 5, 5]
     np.testing.assert_array_equal(np.array(conv.blobs[0].data, np.float32), params["conv1"][0].ravel())
     assert not parsed.layer[4].blobs[0].HasField("shape")  # a 0-axis blob: no shape field, as Caffe writes it
     assert len(parsed.layer[5].blobs[0].double_data) == 6
     # Byte-identical to what protobuf itself would encode for the same message.
-    expected = caffe_pb2.NetParameter(name="tiny")
+    expected = caffe_pb2.NetParameter()
     for layer, blobs in params.items():
-        message = expected.layer.add(name=layer, type="Convolution" if layer == "conv1" else "")
+        message = expected.layer.add(name=layer)
         for blob in blobs:
             proto = message.blobs.add(shape=caffe_pb2.BlobShape(dim=blob.shape)) if blob.ndim else message.blobs.add()
             (proto.data if blob.dtype == np.float32 else proto.double_data).extend(blob.ravel().tolist())
@@ -137,6 +135,17 @@ def test_interrupted_save_leaves_nothing(tmp_path):
     assert os.listdir(tmp_path) == []
 
 
+@pytest.mark.parametrize("suffix", FORMATS)
+def test_a_0_axis_blob_loads_as_a_0_d_array_and_saves_again(tmp_path, suffix):
+    """PReLU channel_shared's blob has zero axes: every format gives it back as a 0-d array (h5py's [()] would
+    give a numpy scalar, which save then refuses)."""
+    path = tmp_path / f"prelu{suffix}"
+    save({"prelu": [np.full((), 0.25, np.float32)]}, path)
+    blob = load(path)["prelu"][0]
+    assert isinstance(blob, np.ndarray) and blob.shape == () and blob == np.float32(0.25)
+    save(load(path), tmp_path / f"again{suffix}")
+
+
 @pytest.fixture(params=[0o022, 0o077], ids=["umask022", "umask077"])
 def umask(request):
     old = os.umask(request.param)
@@ -165,14 +174,3 @@ def test_replaced_file_keeps_its_mode(tmp_path, umask, mode, params):
     save(params, path)
     assert stat.S_IMODE(path.stat().st_mode) == mode
     assert list(load(path)) == list(params)
-
-
-@pytest.mark.parametrize("suffix", FORMATS)
-def test_a_0_axis_blob_loads_as_a_0_d_array_and_saves_again(tmp_path, suffix):
-    """PReLU channel_shared's blob has zero axes: every format gives it back as a 0-d array (h5py's [()] would
-    give a numpy scalar, which save then refuses)."""
-    path = tmp_path / f"prelu{suffix}"
-    save({"prelu": [np.full((), 0.25, np.float32)]}, path)
-    blob = load(path)["prelu"][0]
-    assert isinstance(blob, np.ndarray) and blob.shape == () and blob == np.float32(0.25)
-    save(load(path), tmp_path / f"again{suffix}")

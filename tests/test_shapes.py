@@ -876,3 +876,27 @@ def test_fillers_caffe_would_reject_fail_the_setup(filler, message):
     body = f'layer {{ name: "ip" type: "InnerProduct" bottom: "x" top: "y" inner_product_param {{ num_output: 3 {filler} }} }}'
     with pytest.raises(ShapeError, match=rf"layer 'ip' \(InnerProduct\): {message}"):
         infer_shapes(net(with_input((2, 4), body)))
+
+
+def test_net_layers_lists_every_layer_with_bottom_and_top_shapes():
+    from fillers.shapes import net_layers
+
+    text = ('layer { name: "data" type: "Data" top: "data" top: "label" data_param { batch_size: 8 } '
+            'include { phase: TRAIN } }'
+            'layer { name: "in" type: "Input" top: "data" input_param { shape { dim: 2 dim: 3 dim: 4 dim: 4 } } '
+            'include { phase: TEST } }'
+            'layer { name: "conv" type: "Convolution" bottom: "data" top: "conv" '
+            'convolution_param { num_output: 5 kernel_size: 3 } }'
+            'layer { name: "relu" type: "ReLU" bottom: "conv" top: "conv" }')
+    test = net_layers(net(text))
+    assert [(layer.param.name, layer.bottoms, layer.tops) for layer in test] == [
+        ("in", (), (("data", (2, 3, 4, 4)),)),
+        ("conv", (("data", (2, 3, 4, 4)),), (("conv", (2, 5, 2, 2)),)),
+        ("relu", (("conv", (2, 5, 2, 2)),), (("conv", (2, 5, 2, 2)),)),
+    ]
+    assert [layer.learnable is not None for layer in test] == [False, True, False]
+    assert [layer.learnable for layer in test if layer.learnable] == infer_shapes(net(text))
+    # TRAIN: the Data layer's image shape is unknown (None), its label's batch known.
+    train = net_layers(net(text.replace('"conv" type: "Convolution" bottom: "data"', '"conv" type: "Convolution" '
+                                        'bottom: "label"')), phase="TRAIN", inputs={"label": (8, 1, 3, 3)})
+    assert train[0].tops == (("data", None), ("label", (8, 1, 3, 3)))

@@ -73,9 +73,13 @@ def test_a_streamed_caffemodel_is_what_protobuf_reads(tmp_path, net):
     path = tmp_path / "net.caffemodel"
     fill_net(net, seed=2, out=path)
     parsed = fillers.caffe_pb2.NetParameter.FromString(path.read_bytes())
-    assert parsed.name == "every_kind" and [layer.type for layer in parsed.layer][:2] == ["Convolution",
-                                                                                           "Deconvolution"]
-    assert not parsed.layer[2].blobs[0].HasField("shape")  # the 0-axis PReLU slope, as Caffe writes it
+    from fillers.shapes import built_net
+
+    assert parsed.name == "every_kind"  # the whole net, as Net::ToProto writes it
+    assert [(layer.name, layer.type) for layer in parsed.layer] == [(layer.name, layer.type)
+                                                                     for layer in built_net(net).layer]
+    prelu = next(layer for layer in parsed.layer if layer.name == "prelu")
+    assert not prelu.blobs[0].HasField("shape")  # the 0-axis PReLU slope, as Caffe writes it
 
 
 @pytest.mark.parametrize("suffix", [None, ".safetensors"])
@@ -161,7 +165,8 @@ def test_cli_draws_a_byte_bar_on_a_terminal(tmp_path, monkeypatch):
         seen.append(kwargs["progress"])
         kwargs["progress"](10, 100)
         kwargs["progress"](100, 100)
-        return {"ip": [(10, 10)]}
+        return fillers.FilledNet({"ip": [(10, 10)]}, net=net, seed=1, rng="philox", dtype=np.dtype(np.float32),
+                                 report=fillers.FillReport(), metadata={})
 
     monkeypatch.setattr(fillers, "fill_net", spy)
     assert cli.main(["fill", "examples/lenet.prototxt", "-o", str(tmp_path / "x.npz")]) == 0

@@ -106,6 +106,27 @@ class LayerBlobs:
 
 
 @dataclass(frozen=True)
+class NetLayer:
+    """A layer of the net as :func:`~fillers.shapes.net_layers` sets it up, with its blob shapes.
+
+    Attributes
+    ----------
+    param : LayerParameter
+        The layer's parameters as written in the net.
+    bottoms, tops : tuple of (str, tuple of int or None)
+        Each bottom and top blob name with its shape; ``None`` where only data could tell the shape.
+    learnable : LayerBlobs or None
+        The layer's learnable blobs, as :func:`~fillers.shapes.infer_shapes` lists them; ``None`` for a layer
+        without any.
+    """
+
+    param: LayerParameter
+    bottoms: tuple[tuple[str, Shape | None], ...]
+    tops: tuple[tuple[str, Shape | None], ...]
+    learnable: LayerBlobs | None = None
+
+
+@dataclass(frozen=True)
 class Unknown:
     """The shape of a blob that only data could tell: ``origin`` says which layer made it and why, ``blob``
     names that layer's top (filled in when the top is stored)."""

@@ -35,7 +35,7 @@ from fillers._params import resolve
 from fillers.caffe_pb2 import LayerParameter, NetParameter, NetState, NetStateRule, as_message
 from fillers.errors import ShapeError
 from fillers.caffemodel import blob_array, blob_shape
-from fillers.shapes.context import Shape, BlobSpec, FillStep, LayerBlobs, Unknown, NeedsUnknown, input_hint, LayerContext, count, RULES, LEARNABLE, rule
+from fillers.shapes.context import Shape, BlobSpec, FillStep, LayerBlobs, NetLayer, Unknown, NeedsUnknown, input_hint, LayerContext, count, RULES, LEARNABLE, rule
 from fillers.upgrade import net_needs_upgrade, upgrade_net
 
 
@@ -89,14 +89,13 @@ def _check_inputs(inputs: Mapping[str, Sequence[int]] | None) -> dict[str, Shape
 
 
 def _as_net(net: Any) -> NetParameter:
-    """A current-format NetParameter (V0/V1 messages are upgraded; files are the loader's business); another
-    schema's NetParameter (pycaffe's) is read through its bytes."""
+    """A current-format NetParameter (V0/V1 messages are upgraded; files are the loader's business)."""
     if isinstance(net, (str, os.PathLike)):
         raise TypeError(f"net must be a NetParameter, not a path ({os.fspath(net)!r}): read the file with "
                         "fillers.load_net first")
     if not isinstance(net, Message):
         raise TypeError(f"net must be a NetParameter, not {type(net).__name__}")
-    net = as_message(net, NetParameter)
+    net = as_message(net, NetParameter)  # another schema's NetParameter (pycaffe's) through its bytes
     return upgrade_net(net) if net_needs_upgrade(net) else net
 
 
@@ -169,22 +168,24 @@ def infer_shapes(
     net: NetParameter,
     *,
     inputs: Mapping[str, Sequence[int]] | None = None,
-    phase: str | int = "TEST",
+    phase: str | int | None = "TEST",
 ) -> list[LayerBlobs]:
     """The learnable blobs of every layer, with shapes and fillers, in Caffe's order.
 
     Parameters
     ----------
     net : NetParameter
-        The net, as :func:`fillers.load_net` returns it (V0/V1 messages are upgraded first), or another
-        schema's NetParameter (pycaffe's ``caffe_pb2``, read through its bytes).  Shape inference reads no file
-        and converts no stored weights.
+        The net, as :func:`fillers.load_net` returns it (V0/V1 messages are upgraded first; another schema's
+        ``NetParameter``, pycaffe's ``caffe_pb2``, is read through its serialized bytes).  Shape inference
+        reads no file and converts no stored weights.
     inputs : mapping of str to sequence of int, optional
         Shapes for top blobs by name; they override whatever the net says (use them for data layers whose
         shapes come from data, ``Python`` layers, or to change an input size).
-    phase : {"TEST", "TRAIN"}
+    phase : {"TEST", "TRAIN"} or None
         The phase the net is built for.  As in ``caffe::Net(file, phase)`` it replaces ``state { phase }``,
         the level is 0 and the file's ``state { stage }`` entries are kept for the include/exclude rules.
+        ``None`` uses the net's ``state`` (phase, level, stages) as it is, as ``caffe::Net(NetParameter)``
+        does (a solver's train net, its ``train_state`` merged in).
 
     Returns
     -------
@@ -208,18 +209,49 @@ def infer_shapes(
     ...     print(layer.name, [blob.shape for blob in layer.blobs])
     conv1 [(20, 1, 5, 5), (20,)]
     """
-    return _walk(_as_net(net), _check_inputs(inputs), _phase(phase))
+    return [layer.learnable for layer in net_layers(net, inputs=inputs, phase=phase) if layer.learnable]
 
 
-def _walk(net: NetParameter, inputs: dict[str, Shape], phase: int) -> list[LayerBlobs]:
+def net_layers(
+    net: NetParameter,
+    *,
+    inputs: Mapping[str, Sequence[int]] | None = None,
+    phase: str | int | None = "TEST",
+) -> list[NetLayer]:
+    """Every layer of the net as Caffe's ``Net::Init`` sets it up, with its bottom and top shapes.
+
+    Parameters and errors as for :func:`infer_shapes`, which lists the ``learnable`` part of these.
+
+    Returns
+    -------
+    list of NetLayer
+        One entry per layer that passes the include/exclude rules, in prototxt order.
+    """
+    return _walk(_as_net(net), _check_inputs(inputs), None if phase is None else _phase(phase))
+
+
+def _known(shape: Shape | Unknown) -> Shape | None:
+    return None if isinstance(shape, Unknown) else shape
+
+
+def _net_state(net: NetParameter, phase: int | None) -> NetState:
+    """The state Caffe builds with: ``caffe::Net(file, phase)``'s (the file's stages, the given phase, level 0),
+    or with ``phase`` None ``caffe::Net(NetParameter)``'s, the net's own ``state``."""
     state = NetState()
     state.CopyFrom(net.state)
-    state.phase = phase
-    state.level = 0
+    if phase is not None:
+        state.phase = phase
+        state.level = 0
+    return state
+
+
+def _walk(net: NetParameter, inputs: dict[str, Shape], phase: int | None) -> list[NetLayer]:
+    state = _net_state(net, phase)
+    phase = state.phase
     blobs: dict[str, Shape | Unknown] = {}
     owners: dict[str, tuple[str, int, Shape]] = {}
     unused_inputs = set(inputs)
-    out: list[LayerBlobs] = []
+    out: list[NetLayer] = []
     draws = 0
     for param in net.layer:
         if not _included(param, state):
@@ -267,10 +299,106 @@ def _walk(net: NetParameter, inputs: dict[str, Shape], phase: int) -> list[Layer
                 shape = inputs[name]
                 unused_inputs.discard(name)
             blobs[name] = shape
+        learnable = None
         if layer.blobs:
-            out.append(_layer_blobs(layer, owners, draws))
+            learnable = _layer_blobs(layer, owners, draws)
             draws = 0
+        out.append(NetLayer(param=param, bottoms=tuple(zip(param.bottom, map(_known, layer._bottoms))),
+                            tops=tuple((top, _known(blobs[top])) for top in param.top), learnable=learnable))
     if unused_inputs:
         raise ShapeError(f"inputs name no top blob of the net: {sorted(unused_inputs)}; "
                          f"its tops are {sorted(blobs)}")
     return out
+
+
+def built_net(net: NetParameter, *, phase: str | int | None = "TEST") -> NetParameter:
+    """The net as Caffe's ``Net::Init`` builds it, which is what ``Net::ToProto`` writes (blobs aside).
+
+    ``FilterNet`` keeps the layers whose include/exclude rules the state meets (as :func:`infer_shapes`);
+    ``InsertSplits`` adds a ``Split`` layer after every top that more than one layer reads (or that a layer
+    reads and a loss weight weighs), named ``<blob>_<layer>_<top index>_split``, and renames the readers'
+    bottoms to its tops; every layer without a ``phase`` gets the net's.  The net keeps only its name
+    (``Net::ToProto`` writes no other field of its own).
+
+    Parameters
+    ----------
+    net : NetParameter
+        A current-format net (V0/V1 messages are upgraded first).
+    phase : {"TEST", "TRAIN"} or None
+        As for :func:`infer_shapes` (``None``: the net's own ``state``).
+
+    Returns
+    -------
+    NetParameter
+        A new message; its layers hold no ``blobs`` (``Net::ToProto`` writes each layer's own blobs there).
+
+    Raises
+    ------
+    ShapeError
+        A layer with both include and exclude rules, or a bottom no earlier layer produces (the layer and the
+        bottom index are named).
+    """
+    net = _as_net(net)
+    state = _net_state(net, None if phase is None else _phase(phase))
+    phase_value = state.phase
+    layers = []
+    for layer in net.layer:
+        if _included(layer, state):
+            copy = LayerParameter()
+            copy.CopyFrom(layer)
+            copy.ClearField("blobs")
+            layers.append(copy)
+    out = NetParameter(name=net.name)
+    out.layer.extend(_insert_splits(layers))
+    for layer in out.layer:  # after the splits, as in Net::Init: they get the net's phase too
+        if not layer.HasField("phase"):
+            layer.phase = phase_value
+    return out
+
+
+def _insert_splits(layers: list[LayerParameter]) -> list[LayerParameter]:
+    """Caffe's ``InsertSplits`` over filtered layers (modified in place; the Split layers are new)."""
+    last_top: dict[str, tuple[int, int]] = {}  # blob name -> (layer, top index) of its latest writer
+    source: dict[tuple[int, int], tuple[int, int]] = {}  # (layer, bottom index) -> the top it reads
+    readers: dict[tuple[int, int], int] = {}
+    loss_weight: dict[tuple[int, int], float] = {}
+    for i, layer in enumerate(layers):
+        for j, name in enumerate(layer.bottom):
+            if name not in last_top:
+                raise ShapeError(f"layer {layer.name!r} ({layer.type}): unknown bottom blob {name!r} (bottom index "
+                                 f"{j}); no earlier layer produces it", layer=layer.name, blob=name)
+            source[i, j] = last_top[name]
+            readers[last_top[name]] = readers.get(last_top[name], 0) + 1
+        for j, name in enumerate(layer.top):
+            last_top[name] = (i, j)
+        for j in range(min(len(layer.loss_weight), len(layer.top))):
+            top = last_top[layer.top[j]]
+            loss_weight[top] = layer.loss_weight[j]
+            if loss_weight[top]:
+                readers[top] = readers.get(top, 0) + 1
+    taken: dict[tuple[int, int], int] = {}  # split tops handed out so far
+    out = []
+    for i, layer in enumerate(layers):
+        for j, name in enumerate(layer.bottom):
+            top = source[i, j]
+            if readers[top] > 1:
+                layer.bottom[j] = _split_blob(layers[top[0]].name, name, top[1], taken.get(top, 0))
+                taken[top] = taken.get(top, 0) + 1
+        out.append(layer)
+        for j, name in enumerate(layer.top):
+            n = readers.get((i, j), 0)
+            if n > 1:
+                weight = loss_weight.get((i, j), 0.0)
+                split = LayerParameter(name=f"{name}_{layer.name}_{j}_split", type="Split", bottom=[name],
+                                       top=[_split_blob(layer.name, name, j, k) for k in range(n)])
+                if weight:
+                    split.loss_weight.extend([weight] + [0.0] * (n - 1))
+                    layer.ClearField("loss_weight")
+                    taken[i, j] = taken.get((i, j), 0) + 1
+                out.append(split)
+    return out
+
+
+def _split_blob(layer: str, blob: str, top_index: int, split_index: int) -> str:
+    """Caffe's ``SplitBlobName``."""
+    return f"{blob}_{layer}_{top_index}_split_{split_index}"

@@ -8,6 +8,7 @@
 
 #include "caffe_rng.h"
 #include "caffe_tables.h"
+#include "platform.h"
 
 #define FL_MT_M 397
 #define FL_MT_MATRIX_A 0x9908b0dfu
@@ -15,11 +16,7 @@
 #define FL_MT_LOWER 0x7fffffffu
 
 /* Run-time dispatch for the integer-only bulk loops (identical results on every path). */
-#if defined(__x86_64__) && defined(__GNUC__) && defined(__ELF__) && !defined(__INTEL_COMPILER)
-#define FL_INT_CLONES __attribute__((target_clones("avx2", "default")))
-#else
-#define FL_INT_CLONES
-#endif
+#define FL_INT_CLONES FL_TARGET_CLONES("avx2", "default")
 
 static inline uint32_t fl_mt_mix(uint32_t cur, uint32_t next, uint32_t far)
 {

@@ -1,18 +1,15 @@
 #include <math.h>
 #include <string.h>
 #include "common.h"
+#include "platform.h"
 
 /* Kernels of up to this many elements per K x K plane are built once per call (tiled) and copied. */
 #define FL_BILINEAR_PLANE_MAX 4096
 
-/* Compiler-generated AVX2 / AVX-512 clones chosen at load time (GNU ifunc) for loops the compiler
- * vectorises; these kernels only use exact IEEE operations (copies, +, /, conversions) in a fixed order, so
- * every clone gives the same bytes.  Elsewhere one portable version. */
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__GLIBC__)
-#define FL_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
-#else
-#define FL_CLONES
-#endif
+/* AVX2 / AVX-512 clones of loops the compiler vectorises, where the platform has them; these kernels only
+ * use exact IEEE operations (copies, +, /, conversions) in a fixed order, so every clone gives the same
+ * bytes. */
+#define FL_CLONES FL_TARGET_CLONES("avx512f", "avx2", "default")
 
 #define FL_DEFINE_CONSTANT(SUFFIX, T)                                   \
     void fl_constant_##SUFFIX(int64_t n, T value, T *out)              \

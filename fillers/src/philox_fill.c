@@ -4,15 +4,14 @@
  * portable scalar path, and on x86-64 AVX2 and AVX-512 variants compiled with per-function target
  * attributes, so the extension runs on any x86-64 and the best path is chosen from the CPU at run time.
  */
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include "philox_fill.h"
+#include "platform.h"
 
-#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__)) /* SSE2 scalar math: no x87 excess precision */
-#define FL_X86_SIMD 1
+#if FL_X86_SIMD
 #include <immintrin.h>
-#else
-#define FL_X86_SIMD 0
 #endif
 
 #define FL_MASK_DOMAIN ((uint64_t)1 << 63)

@@ -5,6 +5,9 @@
  * counter, as the calling thread does.  Whoever finds the counter exhausted closes the remaining seats, and
  * the caller returns only once every seated worker has left, so no worker ever touches a finished job (it
  * lives on the caller's stack).  A call that finds the workers claimed runs its own pieces serially. */
+#if defined(__linux__) && !defined(_POSIX_C_SOURCE)
+#define _POSIX_C_SOURCE 200809L /* pthread_sigmask, sysconf under -std=c11 (glibc, musl) */
+#endif
 #include <stddef.h>
 #include <stdint.h>
 
