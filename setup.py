@@ -11,7 +11,7 @@ from setuptools.command.build_ext import build_ext
 from setuptools.command.build_py import build_py
 
 HERE = Path(__file__).parent
-SOURCES = ["fillers/src/philox_fill.c", "fillers/src/common.c", "fillers/src/pool.c"]
+SOURCES = ["fillers/src/philox_fill.c", "fillers/src/common.c", "fillers/src/pool.c", "fillers/src/half.c"]
 # Strict IEEE arithmetic (no FMA contraction: -ffp-contract=off; MSVC's /fp:precise without /arch:AVX2 has no
 # FMA) keeps every dispatch path and platform byte-identical; no -march flags: SIMD variants are chosen at
 # run time (fillers/src/platform.h).

@@ -64,7 +64,7 @@ def run(size: int = 16 << 20, repeat: int = 9) -> dict:
         spinner.kill()
         spinner.wait()
     return {"elements": size, "rounds": repeat, "threads": threads, "busy_core": cores[-1],
-            "load_average_1min": load, "fillers": results}
+            "load_average_1min": load, "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "fillers": results}
 
 
 def report(results: dict) -> str:

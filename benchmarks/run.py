@@ -290,7 +290,7 @@ def torch_create(torch, blobs) -> list:
 def bench_section(name: str, **kwargs) -> dict | None:
     """The section in ``benchmarks/<name>.py`` (its ``run(**kwargs)``, printed with its ``report``), when
     present: bench_caffe (the Caffe-exact stream), bench_busy (all cores with one core busy), bench_report (the
-    HTML report's statistics, histograms and VGG-19 page)."""
+    HTML report's statistics, histograms and VGG-19 page), bench_torch (fillers.torch against torch.nn.init)."""
     path = HERE / f"{name}.py"
     if not path.exists():
         return None
@@ -391,6 +391,10 @@ def markdown(results: dict) -> str:
         lines.append(f"One core kept busy by another process: all {busy['threads']} threads vs one thread (median "
                      f"time ratio, >= 1 is not slower) "
                      + ", ".join(f"{k} {v['ratio']:.2f}x" for k, v in busy["fillers"].items()) + ".")
+    if results.get("torch_init"):
+        from bench_torch import markdown as torch_markdown
+
+        lines += ["", torch_markdown(results["torch_init"])]
     return "\n".join(lines)
 
 
@@ -466,6 +470,7 @@ def main(argv: list[str] | None = None) -> int:
     busy = bench_section("bench_busy", size=n, repeat=2 * k - 1)
     io = io_section(args.quick)
     html_report = bench_section("bench_report", size=n, repeat=max(2, k - 2))
+    torch_init = bench_section("bench_torch", size=n // 2, repeat=k)
     elapsed = time.perf_counter() - started
 
     summary = check_targets(rows, rss, fill_net) if not args.quick else []
@@ -476,7 +481,8 @@ def main(argv: list[str] | None = None) -> int:
 
     results = {"machine": info, "elements": n, "best_of": k, "threads": threads, "fillers": rows,
                "rss": rss, "fill_net_vgg19": fill_net, "fill_net_vgg19_gaussian": fill_net_gaussian,
-               "caffe": caffe, "busy_neighbour": busy, "io": io, "report": html_report, "targets": summary,
+               "caffe": caffe, "busy_neighbour": busy, "io": io, "report": html_report, "torch_init": torch_init,
+               "targets": summary,
                "seconds": elapsed, "date": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
     write_results(args.out, results)
     if args.readme:

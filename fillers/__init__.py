@@ -31,7 +31,7 @@ The public API:
 """
 from fillers._caffe import CaffeRNG
 from fillers._fill import default_threads, fill, philox_raw
-from fillers._params import FILLER_TYPES
+from fillers._params import CAFFE_TYPES, FILLER_TYPES, MODERN_TYPES, nonlinearity_gain
 from fillers.caffe_pb2 import FillerParameter, NetParameter
 from fillers.errors import (
     ArrayError,
@@ -42,6 +42,7 @@ from fillers.errors import (
     PrototxtError,
     PrototxtWarning,
     ShapeError,
+    ShapeWarning,
 )
 from fillers.io import load, read_metadata, save
 from fillers.net import FilledNet, FillReport, fill_net, fill_solver, philox_stream, solver_train_net
@@ -54,6 +55,7 @@ __all__ = [
     "ArrayError",
     "BudgetError",
     "BlobSpec",
+    "CAFFE_TYPES",
     "CaffeRNG",
     "default_threads",
     "FileFormatError",
@@ -72,6 +74,8 @@ __all__ = [
     "load",
     "LayerBlobs",
     "LayerContext",
+    "MODERN_TYPES",
+    "nonlinearity_gain",
     "load_net",
     "load_solver",
     "NetParameter",
@@ -84,6 +88,7 @@ __all__ = [
     "register_layer",
     "save",
     "ShapeError",
+    "ShapeWarning",
     "solver_train_net",
     "upgrade_net",
 ]

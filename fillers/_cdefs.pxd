@@ -1,5 +1,5 @@
 # C declarations of the kernels in fillers/src, shared by the Cython modules.
-from libc.stdint cimport int32_t, int64_t, uint32_t, uint64_t
+from libc.stdint cimport int32_t, int64_t, uint16_t, uint32_t, uint64_t
 
 
 cdef extern from "src/philox.h" nogil:
@@ -27,6 +27,17 @@ cdef extern from "src/philox_fill.h" nogil:
                                 float *out) noexcept
     void fl_philox_gaussian_f64(const fl_philox_key *key, int64_t first, int64_t n, double mean, double std,
                                 double *out) noexcept
+    ctypedef struct fl_truncated_params:
+        double p_lo
+        double p_span
+        double mean
+        double scale
+        double lo
+        double hi
+    void fl_philox_truncated_f32(const fl_philox_key *key, int64_t first, int64_t n,
+                                 const fl_truncated_params *t, float *out) noexcept
+    void fl_philox_truncated_f64(const fl_philox_key *key, int64_t first, int64_t n,
+                                 const fl_truncated_params *t, double *out) noexcept
     void fl_philox_sparsify_f32(const fl_philox_key *key, int64_t first, int64_t n, double p,
                                 float *out) noexcept
     void fl_philox_sparsify_f64(const fl_philox_key *key, int64_t first, int64_t n, double p,
@@ -38,10 +49,27 @@ cdef extern from "src/common.h" nogil:
         FL_ROWS_AT_ONCE
     void fl_constant_f32(int64_t n, float value, float *out) noexcept
     void fl_constant_f64(int64_t n, double value, double *out) noexcept
+    void fl_constant_u16(int64_t n, uint16_t value, uint16_t *out) noexcept
+    void fl_diagonal_f32(int64_t first, int64_t n, int64_t in_channels, int64_t spatial, int64_t center,
+                         int64_t per_group, float value, float *out) noexcept
+    void fl_diagonal_f64(int64_t first, int64_t n, int64_t in_channels, int64_t spatial, int64_t center,
+                         int64_t per_group, double value, double *out) noexcept
+    void fl_diagonal_u16(int64_t first, int64_t n, int64_t in_channels, int64_t spatial, int64_t center,
+                         int64_t per_group, uint16_t value, uint16_t *out) noexcept
     void fl_bilinear_f32(int64_t first, int64_t n, int64_t k, float *out) noexcept
     void fl_bilinear_f64(int64_t first, int64_t n, int64_t k, double *out) noexcept
     void fl_normalize_rows_f32(float *data, int64_t rows, int64_t row_len) noexcept
     void fl_normalize_rows_f64(double *data, int64_t rows, int64_t row_len) noexcept
+
+
+cdef extern from "src/half.h" nogil:
+    enum:
+        FL_HALF_TILE
+        FL_HALF_F16
+        FL_HALF_BF16
+    void fl_round_half(const float *src, int64_t n, int kind, uint16_t *out) noexcept
+    void fl_philox_unitball_half(const fl_philox_key *key, int64_t first, int64_t rows, int64_t row_len, int kind,
+                                 uint16_t *out) noexcept
 
 
 cdef extern from "src/caffe_rng.h" nogil:

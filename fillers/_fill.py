@@ -8,9 +8,9 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
-from fillers import _kernels
+from fillers import _dlpack, _kernels
 from fillers.errors import ArrayError, FillerError
-from fillers._params import FillerLike, FillPlan, as_filler_parameter, resolve
+from fillers._params import CAFFE_TYPES, FillerLike, FillPlan, as_filler_parameter, resolve
 from fillers.seeds import Philox, SeedLike, key_of
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -72,11 +72,29 @@ def _has_internal_overlap(blob: np.ndarray) -> bool:
     return False
 
 
-def _check_blob(blob: Any) -> np.ndarray:
-    if not isinstance(blob, np.ndarray):
-        raise TypeError(f"blob must be a numpy.ndarray, not {type(blob).__name__}")
-    if blob.dtype.kind != "f" or blob.dtype.itemsize not in (4, 8):
-        raise TypeError(f"blob must have dtype float32 or float64, not {blob.dtype}")
+#: The element types fill() writes (bfloat16 is ml_dtypes' numpy dtype).
+DTYPE_NAMES = ("float32", "float64", "float16", "bfloat16")
+
+
+def _as_array(blob: Any) -> tuple[np.ndarray, Any]:
+    """A numpy view of ``blob``'s memory (never a copy) and what keeps that memory alive while it is used:
+    an ndarray itself, a CPU ``__dlpack__`` object (torch tensors ...), or any buffer (memoryview ...)."""
+    if isinstance(blob, np.ndarray):
+        return blob, None
+    if hasattr(blob, "__dlpack__"):
+        return _dlpack.from_dlpack(blob)
+    try:
+        view = memoryview(blob)
+    except TypeError:
+        raise TypeError(f"blob must be a numpy.ndarray, an object with __dlpack__ (a torch tensor ...) or a "
+                        f"writable buffer, not {type(blob).__name__}") from None
+    return np.asarray(view), None
+
+
+def _check_blob(blob: np.ndarray) -> np.ndarray:
+    # dtype.char first: dtype.name is slow, and a fill of a small blob should cost little more than its writes
+    if blob.dtype.char not in "fdeE" or (blob.dtype.char == "E" and blob.dtype.name != "bfloat16"):
+        raise TypeError(f"blob must have dtype {', '.join(DTYPE_NAMES)}, not {blob.dtype}")
     if not blob.dtype.isnative:
         raise ArrayError(f"blob must be in native byte order, got dtype {blob.dtype.str}")
     if not blob.flags.writeable:
@@ -115,17 +133,45 @@ def _check_philox(plan: FillPlan) -> None:
 
 
 def _fill_philox(out: np.ndarray, plan: FillPlan, seed: int, stream: int, offset: int, threads: int) -> None:
+    if plan.kind == "orthogonal":
+        out[...] = _orthogonal(plan, seed, stream, threads).reshape(-1)
+        return
+    # float16 / bfloat16: the kernels write the rounded float32 values as bits
+    bf16 = out.dtype.char == "E"  # _check_blob let only bfloat16 through with this char
+    bits = out.view(np.uint16) if out.dtype.itemsize == 2 else out
     if plan.kind == "constant":
-        _kernels.constant(out, plan.a, threads)
+        _kernels.constant(bits, plan.a, threads, bf16)
     elif plan.kind == "bilinear":
-        _kernels.bilinear(out, offset, plan.kernel, threads)
+        _kernels.bilinear(bits, offset, plan.kernel, threads, bf16)
     elif plan.kind == "uniform":
-        _kernels.uniform(out, seed, stream, offset, plan.a, plan.b, threads)
+        _kernels.uniform(bits, seed, stream, offset, plan.a, plan.b, threads, bf16)
     elif plan.kind == "gaussian":
         sparse_p = -1.0 if plan.sparse_p is None else plan.sparse_p
-        _kernels.gaussian(out, seed, stream, offset, plan.a, plan.b, sparse_p, threads)
+        _kernels.gaussian(bits, seed, stream, offset, plan.a, plan.b, sparse_p, threads, bf16)
+    elif plan.kind == "truncated":
+        p_lo, p_span, lo, hi = plan.truncation
+        _kernels.truncated(bits, seed, stream, offset, p_lo, p_span, plan.a, plan.b, lo, hi, threads, bf16)
+    elif plan.kind == "diagonal":
+        _kernels.diagonal(bits, offset, *plan.diagonal, plan.a, threads, bf16)
     else:  # unitball
-        _kernels.unitball(out, seed, stream, offset, plan.row_len, threads)
+        _kernels.unitball(bits, seed, stream, offset, plan.row_len, threads, bf16)
+
+
+def _orthogonal(plan: FillPlan, seed: int, stream: int, threads: int) -> np.ndarray:
+    """``gain`` times the orthogonal factor Q of a float64 gaussian ``(rows, cols)`` matrix (of its
+    transpose when rows < cols), each column's sign made that of R's diagonal (torch's orthogonal_), in
+    float64, rounded to the blob's dtype."""
+    rows, cols = plan.matrix
+    draw = np.empty(rows * cols, np.float64)
+    _kernels.gaussian(draw, seed, stream, 0, 0.0, 1.0, -1.0, threads)
+    matrix = draw.reshape(rows, cols)
+    if rows < cols:
+        matrix = matrix.T
+    q, r = np.linalg.qr(matrix)
+    q *= np.where(np.diagonal(r) < 0, -1.0, 1.0)
+    if rows < cols:
+        q = q.T
+    return (q * plan.a).astype(plan.dtype)  # float32 for a half blob: its assignment rounds once more
 
 
 def _fill_contiguous(out: np.ndarray, plan: FillPlan, seed: int, stream: int, offset: int, threads: int,
@@ -147,6 +193,12 @@ def _check_caffe_rng(blob: np.ndarray, shape: tuple[int, ...], offset: int, thre
         raise ValueError("threads does not apply with rng=CaffeRNG: Caffe's stream is sequential")
 
 
+def _check_caffe_type(filler_type: str) -> None:
+    if filler_type not in CAFFE_TYPES:
+        raise FillerError(f"filler {filler_type!r} is not one of Caffe's ({', '.join(CAFFE_TYPES)}): "
+                          "rng=CaffeRNG draws Caffe's fillers only; use the counter-based stream")
+
+
 def _key_and_stream(seed: Any, stream: Any, rng: Any, offset: int, blob_shape: Any) -> tuple[int, int]:
     """The Philox (key, stream) of one fill: from ``seed``/``stream``, or the next stream of a generator."""
     if isinstance(rng, Philox):
@@ -162,7 +214,7 @@ def _key_and_stream(seed: Any, stream: Any, rng: Any, offset: int, blob_shape: A
 
 
 def fill(
-    blob: np.ndarray,
+    blob: Any,
     filler: FillerLike,
     *,
     seed: SeedLike = None,
@@ -171,14 +223,18 @@ def fill(
     blob_shape: Sequence[int] | None = None,
     threads: int | None = None,
     rng: CaffeRNG | Philox | None = None,
-) -> np.ndarray:
-    """Fill ``blob`` in place with a Caffe filler.
+) -> Any:
+    """Fill ``blob`` in place with a filler.
 
     Parameters
     ----------
-    blob : numpy.ndarray
-        Writable float32 or float64 array, any strides.  A non-contiguous view gets exactly the values a
-        contiguous array of its shape would get; nothing outside the view is touched.
+    blob : numpy.ndarray, DLPack tensor or buffer
+        Writable float32, float64, float16 or bfloat16 memory, any strides: a numpy array, an object with
+        ``__dlpack__`` in CPU memory (a torch tensor, a JAX or CuPy CPU array; other devices raise
+        :class:`~fillers.ArrayError`: copy to the host first) or any writable buffer (``memoryview``,
+        ``array.array``).  A non-contiguous view gets exactly the values a contiguous array of its shape
+        would get; nothing outside the view is touched.  float16 and bfloat16 elements are the float32
+        fill's values rounded to nearest even.
     filler : FillerParameter, mapping or str
         The filler: a ``FillerParameter``, a mapping of its fields (``variance_norm`` by name or number),
         a type name (``"xavier"``) or FillerParameter text (``'type: "gaussian" std: 0.01 sparse: 15'``).
@@ -203,13 +259,13 @@ def fill(
 
     Returns
     -------
-    numpy.ndarray
+    numpy.ndarray, tensor or buffer
         ``blob`` itself.
 
     Raises
     ------
     TypeError
-        ``blob`` is not a float32/float64 ndarray, or an argument has the wrong type.
+        ``blob`` is not float memory of a supported dtype, or an argument has the wrong type.
     ValueError
         Unknown filler type, invalid parameter (the field and value are named), read-only, non-native or
         self-overlapping ``blob``, pieces that do not fit ``blob_shape``, or rows cut by a
@@ -224,15 +280,22 @@ def fill(
     """
     from fillers._caffe import CaffeRNG
 
-    blob = _check_blob(blob)
+    target = blob
+    array, keep_alive = _as_array(blob)  # keep_alive: a DLPack capsule whose memory `array` views
+    blob = _check_blob(array)
     offset = _check_u64("offset", offset)
     shape = _shape(blob_shape, blob, offset)
-    plan = resolve(as_filler_parameter(filler), shape, blob.dtype)
+    param = as_filler_parameter(filler)
+    half = blob.dtype.itemsize == 2
+    plan = resolve(param, shape, np.float32 if half else blob.dtype)  # half: the float32 fill, rounded
     if rng is not None and not isinstance(rng, (CaffeRNG, Philox)):
         raise TypeError(f"rng must be a fillers.Philox, a fillers.CaffeRNG or None, not {type(rng).__name__}")
     caffe_rng = rng if isinstance(rng, CaffeRNG) else None
     if caffe_rng is not None:
         _check_caffe_rng(blob, shape, offset, threads)
+        _check_caffe_type(param.type)
+        if half:
+            raise TypeError(f"rng=CaffeRNG fills float32 or float64 (Caffe's Dtype), not {blob.dtype}")
         seed = stream = 0  # unused: Caffe's stream carries its own state
     else:
         _check_philox(plan)
@@ -242,17 +305,22 @@ def fill(
             f"positive_unitball normalises whole rows of {plan.row_len} elements: a piece must start and "
             f"end on a row boundary, got offset={offset}, size={blob.size}"
         )
+    if plan.kind == "orthogonal" and (offset != 0 or shape != blob.shape):
+        raise ValueError(f"filler 'orthogonal' orthogonalises the whole blob: pass it whole (offset=0, "
+                         f"blob_shape=None), got offset={offset}, blob_shape={shape} for a blob of shape "
+                         f"{blob.shape}")
     if caffe_rng is None:  # last: a generator hands out a stream only to a fill that will happen
         seed, stream = _key_and_stream(seed, stream, rng, offset, blob_shape)
     if blob.size == 0:
-        return blob
+        return target
     if blob.flags.c_contiguous and blob.flags.aligned:
         _fill_contiguous(blob.reshape(-1), plan, seed, stream, offset, nthreads, caffe_rng)
     else:
         buffer = np.empty(blob.shape, blob.dtype)
         _fill_contiguous(buffer.reshape(-1), plan, seed, stream, offset, nthreads, caffe_rng)
         np.copyto(blob, buffer)
-    return blob
+    del keep_alive
+    return target
 
 
 def philox_raw(n: int, *, seed: int = 0, stream: int = 0, offset: int = 0) -> np.ndarray:

@@ -2,7 +2,11 @@
 
 Everything Caffe computes before it draws (proto ``float`` fields read as ``Dtype``, the fans, the xavier
 scale and msra standard deviation in ``Dtype`` arithmetic, the sparse keep probability) is computed here,
-once, for both random streams.  The kernels only ever see the five draw kinds of :class:`FillPlan`.
+once, for both random streams.  The kernels only ever see the draw kinds of :class:`FillPlan`.
+
+The modern initializers (:data:`MODERN_TYPES`: torch.nn.init's and Keras') compute their parameters in
+float64 from the ``dtype`` values of the fields and round the result to ``dtype`` once; they run on the
+counter-based stream only.
 """
 from __future__ import annotations
 
@@ -19,7 +23,41 @@ from fillers.caffe_pb2 import FillerParameter, as_message
 from fillers.errors import FillerError
 
 #: The filler types Caffe 1.0's ``GetFiller`` knows, in its order.
-FILLER_TYPES = ("constant", "gaussian", "positive_unitball", "uniform", "xavier", "msra", "bilinear")
+CAFFE_TYPES = ("constant", "gaussian", "positive_unitball", "uniform", "xavier", "msra", "bilinear")
+
+#: fillers' own types (torch.nn.init's and Keras' initializers) and the FillerParameter fields each one
+#: reads besides ``type``; setting any other field is an error.
+MODERN_TYPES: dict[str, frozenset[str]] = {
+    "xavier_normal": frozenset({"gain", "variance_norm", "fan_rule"}),
+    "kaiming_uniform": frozenset({"negative_slope", "nonlinearity", "variance_norm", "fan_rule"}),
+    "kaiming_normal": frozenset({"negative_slope", "nonlinearity", "variance_norm", "fan_rule"}),
+    "lecun_uniform": frozenset({"fan_rule"}),
+    "lecun_normal": frozenset({"fan_rule"}),
+    "variance_scaling": frozenset({"scale", "variance_norm", "distribution", "fan_rule"}),
+    "truncated_gaussian": frozenset({"mean", "std", "lower", "upper"}),
+    "orthogonal": frozenset({"gain", "fan_rule"}),
+    "eye": frozenset({"gain"}),
+    "dirac": frozenset({"gain", "groups"}),
+    "identity": frozenset({"gain", "groups"}),
+}
+
+#: Every filler type, Caffe's first.
+FILLER_TYPES = CAFFE_TYPES + tuple(MODERN_TYPES)
+
+# Fields fillers added to FillerParameter (numbers >= 1000), and the ones Caffe's types accept among them.
+_OWN_FIELDS = ("gain", "negative_slope", "nonlinearity", "lower", "upper", "fan_rule", "distribution", "groups")
+_CAFFE_ACCEPTS = {"xavier": frozenset({"gain", "fan_rule"}), "msra": frozenset({"gain", "fan_rule"})}
+
+#: torch.nn.init.calculate_gain's table; leaky_relu's gain depends on its negative slope.
+NONLINEARITY_GAINS = {
+    "linear": 1.0, "conv1d": 1.0, "conv2d": 1.0, "conv3d": 1.0, "conv_transpose1d": 1.0,
+    "conv_transpose2d": 1.0, "conv_transpose3d": 1.0, "sigmoid": 1.0, "tanh": 5.0 / 3.0,
+    "relu": math.sqrt(2.0), "leaky_relu": math.nan, "selu": 0.75,
+}
+
+# Keras' truncated_normal: the standard deviation of N(0, 1) cut at +-2, divided out so the variance is s^2.
+_KERAS_TRUNCATION_STD = 0.87962566103423978
+_SMALLEST_NORMAL = 2.0 ** -1022
 
 #: How many standard deviations from the mean a gaussian fill is assumed to reach: a gaussian whose
 #: ``|mean| + NORMAL_BOUND * std`` overflows the element type is refused.  Box-Muller draws every value within
@@ -39,7 +77,8 @@ class FillPlan:
     Attributes
     ----------
     kind : str
-        ``"constant"``, ``"uniform"``, ``"gaussian"``, ``"unitball"`` or ``"bilinear"``.
+        ``"constant"``, ``"uniform"``, ``"gaussian"``, ``"unitball"``, ``"bilinear"``, ``"truncated"``,
+        ``"diagonal"`` or ``"orthogonal"``.
     dtype : numpy.dtype
         float32 or float64.
     a, b : float
@@ -50,6 +89,16 @@ class FillPlan:
         unitball only: elements per row (``count // shape[0]``).
     kernel : int
         bilinear only: the filter size K of a ``(N, C, K, K)`` blob.
+    truncation : tuple of float or None
+        truncated only: ``(p_lo, p_span, lo, hi)``; the value is ``min(hi, max(lo, a + b * ndtri(p_lo +
+        p_span * u)))`` (``b`` is minus the standard deviation when the interval was mirrored into the
+        lower half of the distribution, where the normal CDF is accurate).
+    diagonal : tuple of int or None
+        diagonal only: ``(in_channels, spatial, center, per_group)``: zeros, and ``a`` at element
+        ``(o, o % per_group, center)`` of the blob seen as ``(O, in_channels, spatial)``.
+    matrix : tuple of int or None
+        orthogonal only: the ``(rows, cols)`` of the blob's matrix; its values are ``a`` times an orthogonal
+        matrix from the QR decomposition of a float64 gaussian draw.
     """
 
     kind: str
@@ -59,6 +108,9 @@ class FillPlan:
     sparse_p: float | None = None
     row_len: int = 0
     kernel: int = 0
+    truncation: tuple[float, float, float, float] | None = None
+    diagonal: tuple[int, int, int, int] | None = None
+    matrix: tuple[int, int] | None = None
 
 
 def as_filler_parameter(filler: FillerLike) -> FillerParameter:
@@ -111,14 +163,32 @@ def _finite(param: FillerParameter, *fields: str) -> None:
             raise FillerError(f"filler {param.type!r}: {field} must be finite, got {value}")
 
 
-def _fan(param: FillerParameter, shape: tuple[int, ...], dt: type) -> Any:
-    """Caffe's ``n`` for xavier/msra: fan_in, fan_out or their average, in Caffe's int-then-Dtype order."""
+def _fans(param: FillerParameter, shape: tuple[int, ...]) -> tuple[int, int]:
+    """``(fan_in, fan_out)`` of a blob with elements, by the parameter's ``fan_rule``."""
+    rule = param.fan_rule
+    if rule == FillerParameter.KERAS:
+        if len(shape) < 2:
+            return (shape[0], shape[0]) if shape else (1, 1)
+        field = math.prod(shape[:-2])
+        return shape[-2] * field, shape[-1] * field
+    if rule == FillerParameter.TORCH:
+        if len(shape) < 2:
+            raise FillerError(f"filler {param.type!r}: fan_rule TORCH needs a blob with at least 2 axes "
+                              f"(torch cannot compute fans for fewer), got shape {shape}")
+        field = math.prod(shape[2:])
+        return shape[1] * field, shape[0] * field
     if len(shape) < 1:
         raise FillerError(f"filler {param.type!r} needs a blob with at least one axis, got shape {shape}")
     count = math.prod(shape)
-    fan_in = count // shape[0]
-    fan_out = count // shape[1] if len(shape) > 1 else count
-    norm = param.variance_norm
+    return count // shape[0], count // shape[1] if len(shape) > 1 else count
+
+
+def _fan(param: FillerParameter, shape: tuple[int, ...], dt: type, default: int = FillerParameter.FAN_IN) -> Any:
+    """Caffe's ``n`` for xavier/msra: fan_in, fan_out or their average, in Caffe's int-then-Dtype order.
+
+    ``default`` is the ``variance_norm`` of a type when the field is not set."""
+    fan_in, fan_out = _fans(param, shape)
+    norm = param.variance_norm if param.HasField("variance_norm") else default
     if norm == FillerParameter.AVERAGE:
         return dt(fan_in + fan_out) / dt(2)
     if norm == FillerParameter.FAN_OUT:
@@ -151,6 +221,11 @@ def resolve(param: FillerParameter, shape: tuple[int, ...], dtype: np.dtype) -> 
     kind = param.type
     if kind not in FILLER_TYPES:
         raise FillerError(f"unknown filler type {kind!r}; valid types: {', '.join(FILLER_TYPES)}")
+    if kind in MODERN_TYPES:
+        return _resolve_modern(param, shape, np.dtype(dt))
+    for field, _ in param.ListFields():
+        if field.name in _OWN_FIELDS and field.name not in _CAFFE_ACCEPTS.get(kind, ()):
+            raise FillerError(f"filler {kind!r}: {field.name} is not a parameter of Caffe's {kind} filler")
     if param.scale != 1:  # field 9 of Intel's Caffe fork, which BVLC's fillers do not know
         raise FillerError(
             f"filler {kind!r}: scale={param.scale} (Intel Caffe's FillerParameter field 9) is not supported; "
@@ -203,12 +278,12 @@ def resolve(param: FillerParameter, shape: tuple[int, ...], dtype: np.dtype) -> 
     if kind == "xavier":
         if count == 0:
             return plan(kind="uniform")
-        scale = np.sqrt(dt(3) / _fan(param, shape, dt))
+        scale = np.sqrt(dt(3) / _fan(param, shape, dt)) * _gain(param, dt)
         return plan(kind="uniform", a=float(-scale), b=float(scale))
     if kind == "msra":
         if count == 0:
             return plan(kind="gaussian", b=1.0)
-        std = np.sqrt(dt(2) / _fan(param, shape, dt))
+        std = np.sqrt(dt(2) / _fan(param, shape, dt)) * _gain(param, dt)
         return plan(kind="gaussian", a=0.0, b=float(std))
     # bilinear
     if len(shape) != 4 or shape[2] != shape[3]:
@@ -216,3 +291,158 @@ def resolve(param: FillerParameter, shape: tuple[int, ...], dtype: np.dtype) -> 
             f"filler 'bilinear' needs a 4-D blob (N, C, K, K) with a square kernel, got shape {shape}"
         )
     return plan(kind="bilinear", kernel=shape[3])
+
+
+def _gain(param: FillerParameter, dt: type) -> Any:
+    """``gain`` in ``dt``: finite and > 0 (a gain of 1 multiplies exactly, keeping Caffe's values)."""
+    _finite(param, "gain")
+    if not param.gain > 0:
+        raise FillerError(f"filler {param.type!r}: gain must be > 0, got {param.gain}")
+    return dt(param.gain)
+
+
+def nonlinearity_gain(nonlinearity: str, negative_slope: float = 0.0) -> float:
+    """torch.nn.init.calculate_gain: the gain of a nonlinearity, by torch's name.
+
+    Parameters
+    ----------
+    nonlinearity : str
+        ``linear``, ``conv1d`` .. ``conv3d``, ``conv_transpose1d`` .. ``conv_transpose3d``, ``sigmoid``,
+        ``tanh``, ``relu``, ``leaky_relu`` or ``selu``.
+    negative_slope : float
+        leaky_relu's slope (the gain is ``sqrt(2 / (1 + slope**2))``).
+
+    Returns
+    -------
+    float
+
+    Raises
+    ------
+    FillerError
+        Unknown name (the valid ones are listed), or a slope on another nonlinearity.
+    """
+    if nonlinearity not in NONLINEARITY_GAINS:
+        raise FillerError(f"unknown nonlinearity {nonlinearity!r}; valid: {', '.join(NONLINEARITY_GAINS)}")
+    if not math.isfinite(negative_slope):
+        raise FillerError(f"negative_slope must be finite, got {negative_slope}")
+    if nonlinearity == "leaky_relu":
+        return math.sqrt(2.0 / (1.0 + negative_slope**2))
+    if negative_slope != 0:
+        raise FillerError(f"negative_slope={negative_slope} applies to leaky_relu only, not {nonlinearity!r}")
+    return NONLINEARITY_GAINS[nonlinearity]
+
+
+def _fan_n(param: FillerParameter, shape: tuple[int, ...], default: int) -> float:
+    """The fan ``n`` as a float64: fan_in, fan_out or their average by ``variance_norm`` (``default`` when
+    unset); an error when it is 0."""
+    fan_in, fan_out = _fans(param, shape)
+    norm = param.variance_norm if param.HasField("variance_norm") else default
+    n = {FillerParameter.FAN_IN: fan_in, FillerParameter.FAN_OUT: fan_out,
+         FillerParameter.AVERAGE: (fan_in + fan_out) / 2}[norm]
+    if n == 0:
+        raise FillerError(f"filler {param.type!r}: the fan is 0 for shape {shape}")
+    return float(n)
+
+
+def _truncated(plan: functools.partial, dt: type, mean: float, std: float, lo: float, hi: float) -> FillPlan:
+    """N(mean, std) cut to [lo, hi] by the inverse CDF: the standardised interval is mirrored into the
+    lower half (where Phi is accurate) and its probabilities computed with erfc."""
+    alpha, beta = (lo - mean) / std, (hi - mean) / std
+    scale = std
+    if alpha + beta > 0:
+        alpha, beta, scale = -beta, -alpha, -std
+    p_lo = max(0.5 * math.erfc(-alpha / math.sqrt(2.0)), _SMALLEST_NORMAL)
+    p_span = 0.5 * math.erfc(-beta / math.sqrt(2.0)) - p_lo
+    if not p_span > 0:
+        raise FillerError(f"filler truncation [{lo}, {hi}] lies too far in the tail of N({mean}, {std}) "
+                          "(more than 37 standard deviations)")
+    return plan(kind="truncated", a=mean, b=scale, truncation=(p_lo, p_span, lo, hi))
+
+
+def _keras_normal(plan: functools.partial, dt: type, variance: float, distribution: int) -> FillPlan:
+    """Keras' VarianceScaling draw of the given variance."""
+    s = math.sqrt(variance)
+    if distribution == FillerParameter.UNIFORM:
+        bound = float(dt(math.sqrt(3.0) * s))
+        return plan(kind="uniform", a=-bound, b=bound)
+    if distribution == FillerParameter.UNTRUNCATED_NORMAL:
+        return plan(kind="gaussian", a=0.0, b=float(dt(s)))
+    std = float(dt(s / _KERAS_TRUNCATION_STD))
+    return _truncated(plan, dt, 0.0, std, float(dt(-2 * std)), float(dt(2 * std)))
+
+
+def _resolve_modern(param: FillerParameter, shape: tuple[int, ...], dtype: np.dtype) -> FillPlan:
+    """:func:`resolve` for the types of :data:`MODERN_TYPES`."""
+    kind = param.type
+    dt = dtype.type
+    for field, _ in param.ListFields():
+        if field.name != "type" and field.name not in MODERN_TYPES[kind]:
+            raise FillerError(f"filler {kind!r}: {field.name} is not one of its parameters "
+                              f"({', '.join(sorted(MODERN_TYPES[kind]))})")
+    plan = functools.partial(FillPlan, dtype=dtype)
+    count = math.prod(shape)
+
+    if kind == "truncated_gaussian":
+        _finite(param, "mean", "std", "lower", "upper")
+        mean, std = float(dt(param.mean)), float(dt(param.std))
+        if not std > 0:
+            raise FillerError(f"filler 'truncated_gaussian': std must be > 0, got {param.std}")
+        lo = float(dt(param.lower)) if param.HasField("lower") else float(dt(mean - 2 * std))
+        hi = float(dt(param.upper)) if param.HasField("upper") else float(dt(mean + 2 * std))
+        if not lo < hi:
+            raise FillerError(f"filler 'truncated_gaussian': lower must be < upper, got lower={lo} upper={hi}")
+        return _truncated(plan, dt, mean, std, lo, hi)
+    if kind in ("eye", "dirac", "identity"):
+        return _diagonal(param, shape, plan, dt)
+    if count == 0:
+        return plan(kind="constant")
+    if kind == "orthogonal":
+        gain = _gain(param, dt)
+        if len(shape) < 2:
+            raise FillerError(f"filler 'orthogonal' needs a blob with at least 2 axes, got shape {shape}")
+        cols = shape[-1] if param.fan_rule == FillerParameter.KERAS else count // shape[0]
+        return plan(kind="orthogonal", a=float(gain), matrix=(count // cols, cols))
+    if kind == "xavier_normal":
+        std = float(_gain(param, dt)) * math.sqrt(1.0 / _fan_n(param, shape, FillerParameter.AVERAGE))
+        return plan(kind="gaussian", a=0.0, b=float(dt(std)))
+    if kind in ("kaiming_uniform", "kaiming_normal"):
+        _finite(param, "negative_slope")
+        nonlinearity = param.nonlinearity if param.HasField("nonlinearity") else "leaky_relu"
+        std = nonlinearity_gain(nonlinearity, float(dt(param.negative_slope))) / math.sqrt(
+            _fan_n(param, shape, FillerParameter.FAN_IN))
+        if kind == "kaiming_normal":
+            return plan(kind="gaussian", a=0.0, b=float(dt(std)))
+        bound = float(dt(math.sqrt(3.0) * std))
+        return plan(kind="uniform", a=-bound, b=bound)
+    if kind in ("lecun_uniform", "lecun_normal"):
+        variance = 1.0 / _fan_n(param, shape, FillerParameter.FAN_IN)
+        distribution = FillerParameter.UNIFORM if kind == "lecun_uniform" else FillerParameter.TRUNCATED_NORMAL
+        return _keras_normal(plan, dt, variance, distribution)
+    # variance_scaling
+    _finite(param, "scale")
+    if not param.scale > 0:
+        raise FillerError(f"filler 'variance_scaling': scale must be > 0, got {param.scale}")
+    variance = float(dt(param.scale)) / _fan_n(param, shape, FillerParameter.FAN_IN)
+    return _keras_normal(plan, dt, variance, param.distribution)
+
+
+def _diagonal(param: FillerParameter, shape: tuple[int, ...], plan: functools.partial, dt: type) -> FillPlan:
+    """eye (2-D), dirac (3- to 5-D, torch's dirac_ with ``groups``) and identity (either)."""
+    kind = param.type
+    gain = float(_gain(param, dt))
+    dims = len(shape)
+    if kind == "eye" or (kind == "identity" and dims == 2):
+        if dims != 2:
+            raise FillerError(f"filler {kind!r} needs a 2-D blob, got shape {shape}")
+        return plan(kind="diagonal", a=gain, diagonal=(shape[1], 1, 0, max(shape[0], 1)))
+    if not 3 <= dims <= 5:
+        raise FillerError(f"filler {kind!r} needs a 3- to 5-D blob{' (or 2-D)' if kind == 'identity' else ''}, "
+                          f"got shape {shape}")
+    groups = param.groups
+    if groups < 1 or shape[0] % groups:
+        raise FillerError(f"filler {kind!r}: groups must be >= 1 and divide shape[0] = {shape[0]}, got {groups}")
+    center = 0
+    for size in shape[2:]:
+        center = center * size + size // 2
+    return plan(kind="diagonal", a=gain, diagonal=(shape[1], math.prod(shape[2:]), center,
+                                                   max(shape[0] // groups, 1)))

@@ -23,7 +23,8 @@ from fillers._caffe_descriptor import FILE_DESCRIPTOR
 
 M = TypeVar("M", bound=Message)
 
-DESCRIPTOR = descriptor_pool.Default().AddSerializedFile(FILE_DESCRIPTOR)
+descriptor_pool.Default().AddSerializedFile(FILE_DESCRIPTOR)  # returns the file only from protobuf 3.19 on
+DESCRIPTOR = descriptor_pool.Default().FindFileByName("fillers/caffe.proto")
 _SCHEMA = descriptor_pb2.FileDescriptorProto.FromString(FILE_DESCRIPTOR)
 
 

@@ -8,14 +8,17 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
+import importlib.util
 import json
 import math
+import os
 import re
 import sys
 import time
 import warnings
 from pathlib import Path
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import numpy as np
 from google.protobuf import json_format
@@ -38,6 +41,14 @@ def _input_shape(text: str) -> tuple[str, tuple[int, ...]]:
     if not sep or not name or shape is None or any(d < 0 for d in shape):
         raise argparse.ArgumentTypeError(f"expected NAME=D0,D1,... with non-negative integers, got {text!r}")
     return name, shape
+
+
+def _like(text: str) -> tuple[str, str]:
+    """Parse ``TYPE=KNOWN`` (argparse type)."""
+    name, sep, known = text.partition("=")
+    if not sep or not name.strip() or not known.strip():
+        raise argparse.ArgumentTypeError(f"expected TYPE=KNOWN_TYPE, got {text!r}")
+    return name.strip(), known.strip()
 
 
 def _positive_int(text: str) -> int:
@@ -99,6 +110,12 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("--filler", metavar="LAYER[/INDEX]=FILLER", type=_override, action="append", default=[],
                          help="replace the filler of a layer's blobs (or of one blob) by a type name or "
                               "FillerParameter text (repeatable)")
+        sub.add_argument("--like", metavar="TYPE=KNOWN", type=_like, action="append", default=[],
+                         help="read layers of type TYPE as layers of the known type KNOWN (repeatable)")
+        sub.add_argument("--plugin", metavar="FILE.py", action="append", default=[],
+                         help="a Python file whose fillers.register_layer calls teach layer types (repeatable)")
+        sub.add_argument("--strict", action="store_true",
+                         help="a layer of an unknown type is an error (default: passed over with a warning)")
 
     fill = commands.add_parser("fill", help="fill every learnable blob and write them to a file")
     net_options(fill)
@@ -167,6 +184,42 @@ def filler_dict(filler) -> dict | None:
     return {"type": filler.type, **json_format.MessageToDict(filler, preserving_proto_field_name=True)}
 
 
+@contextlib.contextmanager
+def _layer_types(args: argparse.Namespace) -> Iterator[None]:
+    """The layer types ``--plugin`` files and ``--like`` options teach, registered for this command only."""
+    from fillers.shapes.context import LEARNABLE, RULES, register_layer
+
+    rules, learnable = dict(RULES), set(LEARNABLE)
+    try:
+        for number, path in enumerate(args.plugin):
+            _run_plugin(path, number)
+        for name, known in args.like:
+            try:
+                register_layer(name, like=known, replace=True)
+            except ValueError as err:
+                raise ValueError(f"--like {name}={known}: {err}") from None
+        yield
+    finally:
+        RULES.clear()
+        RULES.update(rules)
+        LEARNABLE.clear()
+        LEARNABLE.update(learnable)
+
+
+def _run_plugin(path: str, number: int) -> None:
+    """Execute a plugin file as a module (its register_layer calls teach fillers its layer types)."""
+    if not os.path.isfile(path):
+        raise FileNotFoundError(errno.ENOENT, "plugin file not found", path)
+    spec = importlib.util.spec_from_file_location(f"fillers_plugin_{number}", path)
+    if spec is None or spec.loader is None:
+        raise ValueError(f"--plugin {path}: not a Python file")
+    spec.loader.exec_module(importlib.util.module_from_spec(spec))
+
+
+def _type_name(layer) -> str:
+    return f"{layer.type} ({layer.variant})" if layer.variant else layer.type
+
+
 _LAYER_BLOCK = re.compile(r"^\s*layers?\s*:?\s*\{", re.MULTILINE)
 
 
@@ -211,15 +264,16 @@ def _inspect(args: argparse.Namespace) -> int:
     from fillers.net import apply_overrides, layer_keys
 
     net, phase, _ = _net_and_phase(args)
-    if args.html is not None:
-        from fillers import load
-        from fillers.report import write_report
+    with _layer_types(args):
+        if args.html is not None:
+            from fillers import load
+            from fillers.report import write_report
 
-        weights = load(args.weights) if args.weights is not None else None
-        write_report(args.html, net, weights=weights, inputs=dict(args.input), phase=phase,
-                     overrides=dict(args.filler))
-        return 0
-    layers = infer_shapes(net, inputs=dict(args.input), phase=phase)
+            weights = load(args.weights) if args.weights is not None else None
+            write_report(args.html, net, weights=weights, inputs=dict(args.input), phase=phase,
+                         overrides=dict(args.filler))
+            return 0
+        layers = infer_shapes(net, inputs=dict(args.input), phase=phase, strict=args.strict)
     overridden: list[str] = []
     if args.filler:
         layers, overridden = apply_overrides(layers, dict(args.filler))
@@ -228,14 +282,14 @@ def _inspect(args: argparse.Namespace) -> int:
              for i, blob in enumerate(layer.blobs)]
     total = sum(math.prod(blob.shape) for *_, blob, _ in blobs)
     if args.json:
-        rows = [{"layer": layer.name, "type": layer.type, "blob": i, "shape": list(blob.shape),
+        rows = [{"layer": layer.name, "type": layer.type, "variant": layer.variant, "blob": i, "shape": list(blob.shape),
                  "filler": filler_dict(blob.filler), "override": mine, "count": math.prod(blob.shape)}
                 for layer, i, blob, mine in blobs]
         json.dump({"layers": len(layers), "blobs": rows, "parameters": total}, sys.stdout, indent=1)
         print()
         return 0
     table = [("layer", "type", "blob", "shape", "filler", "params")]
-    table += [(layer.name, layer.type, str(i), "x".join(map(str, blob.shape)) or "()",
+    table += [(layer.name, _type_name(layer), str(i), "x".join(map(str, blob.shape)) or "()",
                describe_filler(blob.filler) + (" (override)" if mine else ""), f"{math.prod(blob.shape):,}")
               for layer, i, blob, mine in blobs]
     widths = [max(len(row[c]) for row in table) for c in range(len(table[0]))]
@@ -253,23 +307,25 @@ def _fill(args: argparse.Namespace) -> int:
     net, phase, solver = _net_and_phase(args)
     # PyTorch names are made from whole arrays (BatchNorm's statistics are rescaled): fill in memory, then save.
     in_memory = args.naming == "torch"
-    with _progress_bar(enabled=not args.quiet and sys.stderr.isatty()) as progress:
-        options = dict(dtype=np.dtype(args.dtype), inputs=dict(args.input), threads=args.threads,
-                       out=None if in_memory else args.output, progress=progress,
-                       weights=[path.strip() for path in args.weights.split(",")] if args.weights else None,
-                       allow_mismatch=args.allow_mismatch, overrides=dict(args.filler), max_bytes=args.max_bytes)
-        if solver is not None:
-            filled = fill_solver(args.net, seed=args.seed, rng=args.rng or "caffe", **options)
-        else:
-            filled = fill_net(net, seed=args.seed, rng=args.rng or "philox", phase=phase, **options)
-    if in_memory:
-        save(filled, args.output, naming=args.naming)
-    if args.report is not None:  # the blobs as written (read back: a .caffemodel is mapped, not copied)
-        from fillers.report import write_report
+    with _layer_types(args):  # the report reads the net again: the same layer types
+        with _progress_bar(enabled=not args.quiet and sys.stderr.isatty()) as progress:
+            options = dict(dtype=np.dtype(args.dtype), inputs=dict(args.input), strict=args.strict,
+                           threads=args.threads, out=None if in_memory else args.output, progress=progress,
+                           weights=[path.strip() for path in args.weights.split(",")] if args.weights else None,
+                           allow_mismatch=args.allow_mismatch, overrides=dict(args.filler),
+                           max_bytes=args.max_bytes)
+            if solver is not None:
+                filled = fill_solver(args.net, seed=args.seed, rng=args.rng or "caffe", **options)
+            else:
+                filled = fill_net(net, seed=args.seed, rng=args.rng or "philox", phase=phase, **options)
+        if in_memory:
+            save(filled, args.output, naming=args.naming)
+        if args.report is not None:  # the blobs as written (read back: a .caffemodel is mapped, not copied)
+            from fillers.report import write_report
 
-        write_report(args.report, filled.net, weights=filled if in_memory else load(args.output),
-                     inputs=dict(args.input), phase=filled.phase, overrides=dict(args.filler),
-                     copied=filled.report.copied)
+            write_report(args.report, filled.net, weights=filled if in_memory else load(args.output),
+                         inputs=dict(args.input), phase=filled.phase, overrides=dict(args.filler),
+                         copied=filled.report.copied)
     if not args.quiet:
         count = sum(math.prod(blob.shape if isinstance(blob, np.ndarray) else blob)  # arrays, or shapes written
                     for blobs in filled.values() for blob in blobs)
@@ -323,8 +379,28 @@ def _upgrade(args: argparse.Namespace) -> int:
 COMMANDS = {"fill": _fill, "inspect": _inspect, "upgrade": _upgrade}
 
 
-def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:
-    print(f"fillers: warning: {message}", file=sys.stderr)
+def _warning_printer(net_path: str | None):
+    """``warnings.showwarning`` for the command line: one line per warning; a layer that shape inference
+    passed over is located at its ``file:line`` in the net file (read again only then)."""
+    lines: list[int | None] | None = None
+
+    def show(message, category, filename, lineno, file=None, line=None) -> None:
+        nonlocal lines
+        from fillers import FillersError, ShapeWarning
+        from fillers.prototxt import layer_lines
+
+        where = ""
+        if isinstance(message, ShapeWarning) and message.index is not None and net_path is not None:
+            if lines is None:
+                try:
+                    lines = layer_lines(net_path)
+                except (FillersError, OSError, UnicodeDecodeError):
+                    lines = []
+            if message.index < len(lines) and lines[message.index] is not None:
+                where = f"{net_path}:{lines[message.index]}: "
+        print(f"fillers: warning: {where}{message}", file=sys.stderr)
+
+    return show
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -337,7 +413,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("inspect --weights needs --html")
     try:
         with warnings.catch_warnings():
-            warnings.showwarning = _one_line_warning
+            warnings.showwarning = _warning_printer(getattr(args, "net", None))
             return COMMANDS[args.command](args)
     except KeyboardInterrupt:
         print("fillers: interrupted", file=sys.stderr)

@@ -17,6 +17,7 @@ __all__ = [
     "FillersError",
     "PrototxtError",
     "PrototxtWarning",
+    "ShapeWarning",
     "ShapeError",
 ]
 
@@ -79,6 +80,30 @@ class PrototxtError(FillersError):
 
 class PrototxtWarning(UserWarning):
     """Something in a prototxt was skipped or reinterpreted in lenient mode."""
+
+
+class ShapeWarning(UserWarning):
+    """Shape inference passed over something it could not set up (a layer of a type it does not know).
+
+    Attributes
+    ----------
+    layer : str or None
+        The name of the layer passed over.
+    index : int or None
+        Its index in the net's ``layer`` field (:func:`fillers.prototxt.layer_lines` gives its line).
+    """
+
+    def __init__(self, message: str, *, layer: str | None = None, index: int | None = None) -> None:
+        super().__init__(message)
+        self.layer = layer
+        self.index = index
+
+    def __reduce__(self):
+        return _rebuild_shape_warning, (str(self), self.layer, self.index)
+
+
+def _rebuild_shape_warning(message: str, layer: str | None, index: int | None) -> ShapeWarning:
+    return ShapeWarning(message, layer=layer, index=index)
 
 
 class ShapeError(FillersError):

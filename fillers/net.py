@@ -322,6 +322,7 @@ def fill_net(
     dtype: Any = np.float32,
     inputs: Mapping[str, Sequence[int]] | None = None,
     phase: str | int | None = "TEST",
+    strict: bool = False,
     threads: int | None = None,
     out: str | os.PathLike | None = None,
     progress: Callable[[int, int], None] | None = None,
@@ -344,7 +345,7 @@ def fill_net(
         The stream (see the module notes).
     dtype : float32 or float64
         Caffe's ``Dtype``.
-    inputs, phase
+    inputs, phase, strict
         As for :func:`fillers.infer_shapes` (``phase=None`` takes the whole state from the net's ``state``).
     threads : int, optional
         Worker threads for ``rng="philox"`` (never changes the values); must be ``None`` for Caffe's
@@ -425,7 +426,7 @@ def fill_net(
     caffe_rng = CaffeRNG(seed) if rng == "caffe" else None
     net_message = as_message(net, NetParameter) if isinstance(net, Message) else load_net(net)
     report = FillReport()
-    layers = infer_shapes(net_message, inputs=inputs, phase=phase)
+    layers = infer_shapes(net_message, inputs=inputs, phase=phase, strict=strict)
     keys = layer_keys(layers)
     if overrides:
         layers, report.overridden = apply_overrides(layers, overrides)

@@ -45,6 +45,7 @@ __all__ = [
     "load_net",
     "load_solver",
     "load_solver_net",
+    "layer_lines",
     "parse_text",
     "to_text",
 ]
@@ -507,6 +508,8 @@ class ParsedText:
     v1_types: dict[int, str] = field(default_factory=dict)
     #: Fork ``*_param`` fields of V1 layers, as LayerParameter fragments, by index.
     v1_fields: dict[int, list[Message]] = field(default_factory=dict)
+    #: The line (1-based) of each top-level ``layer`` / ``layers`` entry, in text order.
+    layer_lines: list[int] = field(default_factory=list)
 
 
 def _error_from_parse(e: text_format.ParseError, name: str, lines: list[str]) -> PrototxtError:
@@ -593,7 +596,7 @@ def parse_text(text: str, message_type: type[Message], *, strict: bool = False,
         raise _error_from_parse(e, filename, original) from None
     v1_fields = {i: [_fragment(original, span, filename) for span in spans]
                  for i, spans in scan.v1_fields.items()}
-    return ParsedText(msg, top_order, scan.v1_types, v1_fields)
+    return ParsedText(msg, top_order, scan.v1_types, v1_fields, [pos[0] + 1 for _, pos in scan.top_order])
 
 
 def _fragment(lines: list[str], span: tuple[tuple[int, int], tuple[int, int]],
@@ -798,6 +801,25 @@ def to_text(message: Message) -> str:
     reads back to the same float, else ``%.9g`` (``1``, ``0.00392156839``).
     """
     return _FLOAT_LINE.sub(_caffe_float, text_format.MessageToString(message))
+
+
+def layer_lines(source: Source) -> list[int | None]:
+    """The line of each layer of the net :func:`load_net` reads from ``source``, by index in its ``layer``
+    field: ``None`` for the ``Input`` layer the upgrade makes of ``input`` fields; ``[]`` for a binary net.
+
+    Raises
+    ------
+    PrototxtError, OSError
+        As :func:`load_net`.
+    """
+    inp = _read_source(source)
+    if isinstance(inp.data, bytes) and (inp.binary_hint or _looks_binary(inp.data)):
+        return []
+    text = inp.data.decode("utf-8") if isinstance(inp.data, bytes) else inp.data
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", PrototxtWarning)  # load_net reports them
+        parsed = parse_text(text, caffe_pb2.NetParameter, filename=inp.name)
+    return [None] * bool(parsed.message.input) + list(parsed.layer_lines)
 
 
 def load_net(source: Source, *, strict: bool = False) -> caffe_pb2.NetParameter:

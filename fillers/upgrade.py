@@ -78,11 +78,15 @@ V1_TYPE_NAMES = {
 }
 
 #: Current type names for V1 enum types that only forks had (DeepLab v1, Fast
-#: R-CNN); any other unknown V1 name becomes CamelCase (SOME_LAYER -> SomeLayer).
+#: R-CNN, C3D); any other unknown V1 name becomes CamelCase (SOME_LAYER -> SomeLayer).
 FORK_V1_TYPE_NAMES = {
     "IMAGE_SEG_DATA": "ImageSegData", "INTERP": "Interp", "SEG_ACCURACY": "SegAccuracy",
     "MAT_READ": "MatRead", "MAT_WRITE": "MatWrite", "PADDING": "Padding",
     "ROI_POOLING": "ROIPooling", "SMOOTH_L1_LOSS": "SmoothL1Loss",
+    # C3D v1.0 (facebook/C3D):
+    "CONVOLUTION3D": "Convolution3D", "DECONVOLUTION3D": "Deconvolution3D", "POOLING3D": "Pooling3D",
+    "VIDEO_DATA": "VideoData", "VIDEO_SEGMENTATION_DATA": "VideoSegmentationData",
+    "VIDEO_WITH_VOXEL_TRUTH_DATA": "VideoWithVoxelTruthData",
 }
 
 

@@ -35,6 +35,8 @@ FILLERS = {
     "msra": 'type: "msra" variance_norm: FAN_OUT',
     "positive_unitball": 'type: "positive_unitball"',
     "bilinear": 'type: "bilinear"',
+    "truncated_gaussian": 'type: "truncated_gaussian" mean: 0.5 std: 2 lower: -1 upper: 6',
+    "dirac": 'type: "dirac" gain: 2',
 }
 # Pieces (offset, length): mid-block, mid-pair, odd lengths, across a chunk boundary, the tail.
 PIECES = [(0, 1), (1, 2), (3, 5), (5, 33), (6, 31), (37, 1000), (32767, 70), (65531, 72030 - 65531)]
@@ -286,6 +288,10 @@ REGRESSION = {
         "0db0bea8f36402de2a7d5db76fda3660d3daa48c006811941c5071f7d8fcbea6",
     ('type: "positive_unitball"', "float64", (64, 100), 42, 1, 100, 2000):
         "45253769f157ea5284a305cb25d7a30d6ba92848ca0b76481938f809c76dafa8",
+    ('type: "truncated_gaussian" mean: 0.5 std: 2 lower: -1 upper: 6', "float32", (64, 100), 3, 4, 7, 3001):
+        "ac592df2f0b41eea1eadaef6654db54b62c381ba340ec1db20852344f497d29f",
+    ('type: "truncated_gaussian" mean: 0.5 std: 2 lower: -1 upper: 6', "float64", (64, 100), 3, 4, 7, 3001):
+        "9ddaf3e9ba7725f0935960a7d0a7d96c96d498075a0b3217ecf28f81a7c06c2b",
 }
 
 

@@ -243,11 +243,13 @@ def test_invalid_parameters_name_the_field_and_write_nothing(filler, shape, mess
 @pytest.mark.parametrize(
     "blob, error, message",
     [
-        (np.zeros(4, np.int32), TypeError, "float32 or float64"),
-        (np.zeros(4, np.float16), TypeError, "float32 or float64"),
-        (np.zeros(4, object), TypeError, "float32 or float64"),
-        (np.zeros(4, np.complex64), TypeError, "float32 or float64"),
-        ([0.0, 1.0], TypeError, "numpy.ndarray"),
+        (np.zeros(4, np.int32), TypeError, "float32, float64, float16, bfloat16"),
+        (np.zeros(4, object), TypeError, "float32, float64, float16, bfloat16"),
+        (np.zeros(4, np.complex64), TypeError, "float32, float64, float16, bfloat16"),
+        (np.zeros(4, np.longdouble), TypeError, "float32, float64, float16, bfloat16"),
+        ([0.0, 1.0], TypeError, "numpy.ndarray, an object with __dlpack__"),
+        (bytearray(16), TypeError, "not uint8"),
+        (memoryview(np.zeros(4, np.float32).tobytes()).cast("f"), ValueError, "read-only"),
         (np.zeros(4, ">f4" if np.little_endian else "<f4"), ValueError, "byte order"),
         (np.broadcast_to(np.zeros(1, np.float32), (5,)), ValueError, "read-only"),
         (np.lib.stride_tricks.as_strided(np.zeros(4), (3, 3), (8, 8)), ValueError, "share memory"),

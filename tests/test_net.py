@@ -156,7 +156,7 @@ def test_errors():
     with pytest.raises(ValueError):
         fill_net(net(TWO), rng="caffe", seed=2**32)
     with pytest.raises(ShapeError):
-        fill_net(net('layer { name: "m" type: "Mystery" top: "x" }'))
+        fill_net(net('layer { name: "m" type: "Mystery" top: "x" }'), strict=True)
     bad = TWO.replace('type: "xavier"', 'type: "nonsense"')
     with pytest.raises(ValueError, match="layer 'conv'.*nonsense"):
         fill_net(net(bad))

@@ -151,6 +151,8 @@ def caffe_pb2_dir(tmp_path_factory):
 def test_beside_another_caffe_pb2(caffe_pb2_dir, order):
     script = (f"import sys\nsys.path.insert(0, {str(caffe_pb2_dir)!r})\n{IMPORTS[order]}"
               f"NET = {NET!r}\n{textwrap.dedent(CHECKS)}")
-    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    # cwd: not the checkout, whose source tree would shadow the installed package
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
+                         cwd=caffe_pb2_dir)
     assert run.returncode == 0, run.stderr
     assert run.stdout == "ok\n"

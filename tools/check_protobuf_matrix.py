@@ -6,7 +6,7 @@ Usage::
                                           [--readme README.md] [SPEC ...]
 
 Builds a wheel of this checkout once (or takes ``--wheel``), then for every protobuf requirement ``SPEC``
-(default: the declared floor, 4.21, 4.25, 5.29, 6.33 and the newest 7.x) creates a virtual environment in a
+(default: the declared floor 3.8, 4.21, 4.25, 5.29, 6.33 and the newest 7.x) creates a virtual environment in a
 temporary directory outside the repository, installs the wheel with that protobuf through pip (so the
 package's declared ``protobuf`` bound must admit it), and runs a smoke test in it: load a V1 example (upgraded),
 ``fillers upgrade -o -``, ``infer_shapes``, ``fill_net`` with both streams, save and load a ``.caffemodel``, parse
@@ -31,7 +31,7 @@ import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_SPECS = ["protobuf==3.19.6", "protobuf==4.21.12", "protobuf==4.25.9", "protobuf==5.29.6",
+DEFAULT_SPECS = ["protobuf==3.8.0", "protobuf==4.21.12", "protobuf==4.25.9", "protobuf==5.29.6",
                  "protobuf==6.33.6", "protobuf>=7,<8"]
 
 # Runs inside each environment, from a temporary directory (never the checkout): prints one JSON line.
@@ -81,6 +81,12 @@ assert [layer.name for layer in fillers.load_net(Path("lenet.caffemodel")).layer
 
 w = fillers.fill(np.empty((64, 3, 3, 3), np.float32), 'type: "gaussian" std: 0.01 sparse: 15', seed=3)
 digest("fill_filler_text", w.tobytes())
+w = fillers.fill(np.empty((64, 3, 3, 3), np.float32), {"type": "msra", "variance_norm": "FAN_OUT"}, seed=3)
+digest("fill_filler_dict", w.tobytes())
+out = io.StringIO()
+with contextlib.redirect_stdout(out):
+    assert main(["inspect", str(examples / "lenet.prototxt"), "--json"]) == 0
+digest("cli_inspect_json", out.getvalue().encode())
 
 with warnings.catch_warnings(record=True) as seen:
     warnings.simplefilter("always")

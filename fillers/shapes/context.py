@@ -102,6 +102,9 @@ class LayerBlobs:
         the net itself (``LayerParameter.blobs``: Caffe uses them and skips the layer's fillers; a recurrent
         layer still builds, and so fills, its unrolled net first); ``"setup"``, a layer whose setup writes
         them itself (blob fillers ``None``).  :meth:`given_values` makes them.
+    variant : str
+        Which fork's layer the rule took it for, when forks gave one type name to different layers (a
+        registered type name such as ``"BN_pspnet"``); ``""`` otherwise.
     """
 
     name: str
@@ -110,6 +113,7 @@ class LayerBlobs:
     fills: tuple[FillStep | FillCycle, ...] = ()
     raw_draws_before: int = 0
     given: str = ""
+    variant: str = ""
     make_given: Callable[[], tuple[np.ndarray, ...]] | None = field(default=None, repr=False, compare=False)
 
     def given_values(self) -> tuple[np.ndarray, ...]:
@@ -148,10 +152,12 @@ class NetLayer:
 @dataclass(frozen=True)
 class Unknown:
     """The shape of a blob that only data could tell: ``origin`` says which layer made it and why, ``blob``
-    names that layer's top (filled in when the top is stored)."""
+    names that layer's top (filled in when the top is stored); ``unknown_type`` is the layer type when the
+    layer was passed over because no rule knows its type."""
 
     origin: str
     blob: str = ""
+    unknown_type: str = ""
 
 
 class NeedsUnknown(Exception):
@@ -163,8 +169,19 @@ class NeedsUnknown(Exception):
         self.unknown = unknown
 
 
-def input_hint(blob: str) -> str:
-    return f"give its shape with inputs={{{blob!r}: (D0, D1, ...)}} (command line: --input {blob}=D0,D1,...)"
+def input_hint(blob: str, unknown_type: str = "") -> str:
+    """How to get past a blob whose shape cannot be known (and, for a layer of an unknown type, how to
+    teach fillers that type)."""
+    hint = f"give its shape with inputs={{{blob!r}: (D0, D1, ...)}} (command line: --input {blob}=D0,D1,...)"
+    if unknown_type:
+        hint += f", or {teach_hint(unknown_type)}"
+    return hint
+
+
+def teach_hint(type_name: str) -> str:
+    return (f"teach fillers the layer type: as a rename of a known type, register_layer({type_name!r}, "
+            f"like='KNOWN') (command line: --like {type_name}=KNOWN), or with a rule in a Python file that "
+            f"calls fillers.register_layer({type_name!r}, rule) (command line: --plugin FILE.py)")
 
 
 @dataclass
@@ -189,6 +206,9 @@ class LayerContext:
         layers); ``None`` otherwise.
     raw_draws : int
         Raw 32-bit words the layer's setup takes from Caffe's global stream (data layers' seeds).
+    variant : str
+        Which fork's layer the rule took this one for, when forks gave one type name to different layers
+        (``"BN_pspnet"`` or ``"BN_segnet"`` for a ``BN`` layer); ``""`` otherwise.  Shown by ``inspect``.
 
     Examples
     --------
@@ -211,6 +231,7 @@ class LayerContext:
     raw_draws: int = 0
     written: list[Callable[[], np.ndarray]] = field(default_factory=list)
     tops: dict[int, Shape | Unknown] = field(default_factory=dict)
+    variant: str = ""
 
     # -- errors and parameters ------------------------------------------------------------------------
     def error(self, message: str) -> ShapeError:
@@ -258,6 +279,13 @@ class LayerContext:
             raise NeedsUnknown(self.bottom_names[i], shape)
         return shape
 
+    def known_bottom(self, i: int) -> Shape | None:
+        """The shape of bottom ``i``, or ``None`` when nobody can know it (for the checks a setup makes on a
+        bottom that shapes neither blobs nor tops, e.g. labels)."""
+        self.check(i < len(self._bottoms), f"needs at least {i + 1} bottom blob(s), has {len(self._bottoms)}")
+        shape = self._bottoms[i]
+        return None if isinstance(shape, Unknown) else shape
+
     # -- Blob helpers, as Caffe's Blob computes them ----------------------------------------------------
     def axis(self, axis: int, shape: Shape) -> int:
         """``Blob::CanonicalAxisIndex``."""
@@ -284,8 +312,16 @@ class LayerContext:
 
     # -- learnable blobs ----------------------------------------------------------------------------------
     def add_blob(self, dims: Iterable[int], filler: FillerParameter) -> None:
-        """Declare the next learnable blob: its shape and the filler Caffe runs on it."""
-        self.blobs.append((self.shape(dims), copy_filler(filler)))
+        """Declare the next learnable blob: its shape and the filler Caffe runs on it.
+
+        A blob with no elements is an error, as in Caffe (its fillers ``CHECK(count)``)."""
+        self.blobs.append((self.learnable_shape(dims), copy_filler(filler)))
+
+    def learnable_shape(self, dims: Iterable[int]) -> Shape:
+        shape = self.shape(dims)
+        self.check(count(shape) > 0, f"learnable blob {len(self.blobs)} would have shape {shape}, with no "
+                                     "elements (Caffe's fillers CHECK that a blob has some)")
+        return shape
 
     def add_written_blob(self, dims: Iterable[int], values: Callable[[], np.ndarray]) -> None:
         """A blob whose initial values the setup writes itself: no filler runs and nothing is drawn.
@@ -293,7 +329,7 @@ class LayerContext:
         ``values()`` makes them (shaped ``dims``); it is only called when the net does not give the blob's
         values (then Caffe skips the initialization).  A layer's blobs are all written or all filled.
         """
-        self.blobs.append((self.shape(dims), None))
+        self.blobs.append((self.learnable_shape(dims), None))
         self.written.append(values)
 
 

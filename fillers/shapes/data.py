@@ -130,7 +130,10 @@ def _annotated_data(layer: LayerContext) -> list[Shape | Unknown]:
         return layer.shape((batch, channels, crop_h, crop_w))
 
     label = Unknown(f"layer {layer.param.name!r} (AnnotatedData): the label rows are the boxes of a record")
-    return [guarded(layer, data), label][: layer.num_tops]
+    # eric612/MobileNet-YOLO's third top: segmentation labels, sized by the records' label maxima
+    segmentation = Unknown(f"layer {layer.param.name!r} (AnnotatedData): the segmentation label channels are the "
+                           "label maxima of the records")
+    return [guarded(layer, data), label, segmentation][: layer.num_tops]
 
 
 def _segmentation_data(layer: LayerContext, p: Any, crop_hw: tuple[int, int]) -> Shape | Unknown:
@@ -161,6 +164,88 @@ def _dense_image_data(layer: LayerContext) -> list[Shape | Unknown]:
     p = layer.sub("dense_image_data_param")
     data = _segmentation_data(layer, p, (p.crop_height, p.crop_width))
     return [data, _label_like(layer, data)][: layer.num_tops]
+
+
+def _frames_hw(layer: LayerContext, crop: int, height: int, width: int, source: str) -> tuple[int, int] | Unknown:
+    """The frame size a video data layer gives: its crop, else its resize, else only the videos tell."""
+    layer.check((height == 0) == (width == 0), "new_height and new_width must be set together")
+    if crop or height:
+        return (crop, crop) if crop else (height, width)
+    return Unknown(f"layer {layer.param.name!r} (VideoData): the frame size comes from the videos listed in "
+                   f"{source!r} (no crop_size, new_height or new_width)")
+
+
+@rule("VideoData_c3d")
+def _video_data_c3d(layer: LayerContext) -> list[Shape | Unknown]:
+    """C3D's clips (facebook/C3D), (batch, C, new_length, H, W).
+
+    - v1.1: ``video_data_param``; C 3 (1 without ``is_color``); H and W from ``transform_param`` crop_size,
+      else new_height/new_width; labels (batch,), or (batch, num_of_labels) with ``use_multiple_label``.
+    - v1.0 (V1 ``VIDEO_DATA``): ``image_data_param`` with C3D's ``new_length``; C 3; H and W from its
+      crop_size, else new_height/new_width; labels (batch, 1, 1, 1, 1).
+    """
+    layer.variant = "VideoData_c3d"
+    if layer.param.HasField("image_data_param"):
+        p = layer.param.image_data_param
+        batch, channels, length = p.batch_size, 3, fork_field(p, "new_length", 0)
+        hw = _frames_hw(layer, p.crop_size, p.new_height, p.new_width, p.source)
+        label: Shape = (batch, 1, 1, 1, 1)
+    else:
+        vp = layer.param.video_data_param
+        batch, channels, length = vp.batch_size, 3 if vp.is_color else 1, vp.new_length
+        hw = _frames_hw(layer, layer.param.transform_param.crop_size, vp.new_height, vp.new_width, vp.source)
+        label = (batch, vp.num_of_labels) if vp.use_multiple_label else (batch,)
+    layer.check(batch > 0, "positive batch size required")
+    layer.check(length > 0, "new_length must be positive")
+    data = hw if isinstance(hw, Unknown) else layer.shape((batch, channels, length, *hw))
+    return [data, label][: layer.num_tops]
+
+
+@rule("VideoData_tsn")
+def _video_data_tsn(layer: LayerContext) -> list[Shape | Unknown]:
+    """TSN's snippets (yjxiong/caffe): (batch, num_segments * new_length * C, H, W) with C 3 for RGB frames
+    (1 ``grayscale``) and 2 for FLOW (x and y images, the default); H and W from ``transform_param``
+    crop_size, else new_height/new_width; labels (batch, 1, 1, 1)."""
+    layer.variant = "VideoData_tsn"
+    vp = layer.param.video_data_param
+    length = vp.new_length if vp.HasField("new_length") else 1  # TSN's default
+    per_frame = (1 if vp.grayscale else 3) if vp.modality == vp.RGB else 2
+    channels = vp.num_segments * length * per_frame
+    layer.check(channels > 0, "num_segments and new_length must be positive")
+    hw = _frames_hw(layer, layer.param.transform_param.crop_size, vp.new_height, vp.new_width, vp.source)
+    data = hw if isinstance(hw, Unknown) else layer.shape((vp.batch_size, channels, *hw))
+    return [data, (vp.batch_size, 1, 1, 1)][: layer.num_tops]
+
+
+@rule("VideoData_ssd")
+def _video_data_ssd(layer: LayerContext) -> list[Shape | Unknown]:
+    """SSD's frames from a webcam or a video file (weiliu89/caffe): shapes from the frames."""
+    layer.variant = "VideoData_ssd"
+    return unknown_tops(layer, "SSD's video layer shapes its tops from the frames of a webcam or video file")
+
+
+_TSN_VIDEO_FIELDS = ("num_segments", "modality", "name_pattern", "encoded", "grayscale")
+
+
+@rule("VideoData")
+def _video_data(layer: LayerContext) -> list[Shape | Unknown]:
+    """Three forks' layers of one name, told apart by their parameters: TSN's fields (``num_segments``,
+    ``modality`` ...), else C3D's (``video_data_param`` fields beyond SSD's four, or a V1 layer's
+    ``image_data_param``), else SSD's."""
+    vp = layer.param.video_data_param
+    if any(vp.HasField(name) for name in _TSN_VIDEO_FIELDS):
+        return _video_data_tsn(layer)
+    if any(f.number > 4 for f, _ in vp.ListFields()) or layer.param.HasField("image_data_param"):
+        return _video_data_c3d(layer)
+    return _video_data_ssd(layer)
+
+
+@rule("VideoSegmentationData", "VideoWithVoxelTruthData")
+def _c3d_voxel_data(layer: LayerContext) -> list[Shape | Unknown]:
+    """C3D v1.0's video-to-video data layers: the clip's channels are the volume's less its truth channels,
+    known only from the videos."""
+    return unknown_tops(layer, f"the channels of its clips and truth come from the volumes listed in "
+                                f"{layer.param.image_data_param.source!r}")
 
 
 @rule("HDF5Data")

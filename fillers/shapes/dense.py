@@ -2,8 +2,11 @@
 normalisation and per-channel affine layers."""
 from __future__ import annotations
 
+import functools
 
-from fillers.shapes.context import Shape, Unknown, LayerContext, count, constant_filler, rule
+import numpy as np
+
+from fillers.shapes.context import Shape, Unknown, LayerContext, count, constant_filler, fork_field, rule
 
 
 @rule("InnerProduct", learnable=True)
@@ -12,6 +15,7 @@ def _inner_product(layer: LayerContext) -> list[Shape | Unknown]:
     shape = layer.bottom(0)
     axis = layer.axis(ip.axis, shape)
     k, n = count(shape, axis), ip.num_output
+    layer.check(n > 0, f"num_output must be positive (it is {n}{'' if n else ': not given'})")
     layer.add_blob((k, n) if ip.transpose else (n, k), ip.weight_filler)
     if ip.bias_term:
         layer.add_blob((n,), ip.bias_filler)
@@ -97,9 +101,11 @@ def _prelu(layer: LayerContext) -> list[Shape | Unknown]:
     return [shape]
 
 
-@rule("Normalize", learnable=True)
-def _normalize(layer: LayerContext) -> list[Shape | Unknown]:
-    """SSD's L2 normalization; its scale is one value when channel_shared (the default), else per channel."""
+@rule("Normalize_ssd", learnable=True)
+def _normalize_ssd(layer: LayerContext) -> list[Shape | Unknown]:
+    """SSD's L2 normalization (weiliu89/caffe); its scale is one value when channel_shared (the default),
+    else per channel."""
+    layer.variant = "Normalize_ssd"
     np_ = layer.sub("norm_param")
     shape = layer.bottom(0)
     layer.check(len(shape) >= 2, f"needs a bottom with at least 2 axes, got {shape}")
@@ -109,15 +115,109 @@ def _normalize(layer: LayerContext) -> list[Shape | Unknown]:
     return [shape]
 
 
-@rule("BN", learnable=True)
-def _bn(layer: LayerContext) -> list[Shape | Unknown]:
-    """SegNet/ENet batch normalization: scale and shift blobs of shape (1, C, 1, 1); optional mean and
-    variance tops."""
+@rule("Normalize_face")
+def _normalize_face(layer: LayerContext) -> list[Shape | Unknown]:
+    """The face-recognition forks' L2 normalization (happynear/caffe-windows, NormFace, AM-Softmax): no
+    blobs; the top is (num, channels, height, width) of the bottom, the optional norm top (num, 1, h, w)."""
+    layer.variant = "Normalize_face"
+    n, c, h, w = layer.nchw(layer.bottom(0))
+    return [(n, c, h, w), (n, 1, h, w)][: layer.num_tops]
+
+
+@rule("Normalize", learnable=True)
+def _normalize(layer: LayerContext) -> list[Shape | Unknown]:
+    """Two forks' layers of one name, told apart by what the layer carries: SSD's (``norm_param``, learnable
+    scale: ``param`` specs or ``blobs``) or the face forks' (``normalize_param``, a norm top); otherwise a
+    bottom with 2 axes (features) is the face forks', a feature map SSD's."""
+    param = layer.param
+    if fork_field(param, "normalize_param") is not None or layer.num_tops == 2:
+        return _normalize_face(layer)
+    if param.HasField("norm_param") or param.param or param.blobs:
+        return _normalize_ssd(layer)
+    return (_normalize_face if len(layer.bottom(0)) == 2 else _normalize_ssd)(layer)
+
+
+@rule("BN_segnet", learnable=True)
+def _bn_segnet(layer: LayerContext) -> list[Shape | Unknown]:
+    """SegNet/ENet batch normalization (alexgkendall/caffe-segnet, TimoSaemann/caffe-enet): scale and shift
+    blobs of shape (1, C, 1, 1); optional mean and variance tops."""
+    layer.variant = "BN_segnet"
     bp = layer.sub("bn_param")
     n, c, h, w = layer.nchw(layer.bottom(0))
     layer.add_blob((1, c, 1, 1), bp.scale_filler)
     layer.add_blob((1, c, 1, 1), bp.shift_filler)
     return [(n, c, h, w), *[(1, c, 1, 1)] * (min(layer.num_tops, 3) - 1)]
+
+
+@rule("BN_pspnet", learnable=True)
+def _bn_pspnet(layer: LayerContext) -> list[Shape | Unknown]:
+    """PSPNet/ICNet batch normalization (hszhao/PSPNet; first in yjxiong/caffe, TSN's): slope and bias from their fillers, then the moving
+    mean (zeros) and variance (ones when ``frozen``, else zeros), all (1, C, 1, 1); the top is the bottom's
+    shape."""
+    layer.variant = "BN_pspnet"
+    bp = layer.sub("bn_param")
+    shape = layer.bottom(0)
+    c = layer.legacy(shape, 1)
+    layer.add_blob((1, c, 1, 1), bp.slope_filler)
+    layer.add_blob((1, c, 1, 1), bp.bias_filler)
+    layer.add_blob((1, c, 1, 1), constant_filler(0))
+    layer.add_blob((1, c, 1, 1), constant_filler(1 if bp.frozen else 0))
+    return [shape]
+
+
+_PSPNET_BN_FIELDS = ("slope_filler", "bias_filler", "momentum", "eps", "frozen", "engine")
+_SEGNET_BN_FIELDS = ("scale_filler", "shift_filler", "bn_mode")
+
+
+@rule("BN", learnable=True)
+def _bn(layer: LayerContext) -> list[Shape | Unknown]:
+    """Two forks' layers of one name, told apart by what the layer carries: PSPNet's (its ``bn_param``
+    fields, 4 blobs or more than 2 ``param`` specs) or SegNet's (its fields, statistics tops); SegNet's when
+    nothing tells."""
+    bp = layer.sub("bn_param")
+    pspnet = [name for name in _PSPNET_BN_FIELDS if fork_field(bp, name) is not None]
+    segnet = [name for name in _SEGNET_BN_FIELDS if bp.HasField(name)]
+    layer.check(not (pspnet and segnet), f"bn_param mixes PSPNet's BN fields {pspnet} and SegNet's {segnet}")
+    param = layer.param
+    if pspnet or (not segnet and (len(param.blobs) == 4 or len(param.param) > 2) and layer.num_tops == 1):
+        return _bn_pspnet(layer)
+    return _bn_segnet(layer)
+
+
+@rule("MarginInnerProduct", learnable=True)
+def _margin_inner_product(layer: LayerContext) -> list[Shape | Unknown]:
+    """SphereFace's A-Softmax inner product (wy1iu/sphereface; also happynear/caffe-windows): bottoms the
+    features and the labels; one weight (num_output, K) without bias; an optional top with lambda, (1,)."""
+    mp = layer.sub("margin_inner_product_param")
+    shape = layer.bottom(0)
+    labels = layer.known_bottom(1)
+    layer.check(labels is None or layer.legacy(labels, 0) == layer.legacy(shape, 0),
+                f"the labels {labels} must have as many items as the features {shape}")
+    axis = layer.axis(mp.axis, shape)
+    layer.check(mp.num_output > 0, f"num_output must be positive (it is {mp.num_output})")
+    layer.add_blob((mp.num_output, count(shape, axis)), mp.weight_filler)
+    return [layer.shape((*shape[:axis], mp.num_output)), (1,)][: layer.num_tops]
+
+
+@rule("CenterLoss", learnable=True)
+def _center_loss(layer: LayerContext) -> list[Shape | Unknown]:
+    """Center loss (ydwen/caffe-face; happynear/caffe-windows): the class centers (num_output, K) from
+    ``center_filler``; a scalar loss."""
+    cp = layer.sub("center_loss_param")
+    shape = layer.bottom(0)
+    layer.check(cp.num_output > 0, f"num_output must be positive (it is {cp.num_output})")
+    layer.add_blob((cp.num_output, count(shape, layer.axis(cp.axis, shape))), cp.center_filler)
+    return [()]
+
+
+@rule("ChannelScale")
+def _channel_scale(layer: LayerContext) -> list[Shape | Unknown]:
+    """happynear/caffe-windows: scales features by per-item norms (bottom 1); with ``global_scale`` one
+    learnable scale, (1,), that its setup sets to -1, and an optional top with it."""
+    cp = layer.sub("channel_scale_param")
+    if cp.global_scale:  # declared first: its shape does not depend on the bottoms
+        layer.add_written_blob((1,), functools.partial(np.full, (1,), -1, np.float32))
+    return [layer.bottom(0), (1,)][: layer.num_tops]
 
 
 @rule("Parameter", learnable=True)

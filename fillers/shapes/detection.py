@@ -6,6 +6,7 @@ from typing import Any
 import numpy as np
 
 from fillers.shapes.context import Shape, Unknown, LayerContext, count, rule, unknown_tops
+from fillers.shapes.data import _needs_rand
 
 
 @rule("DetectionEvaluate")
@@ -46,12 +47,44 @@ def _detection_output(layer: LayerContext) -> list[Shape | Unknown]:
     return [(1, 1, 1, 7)]
 
 
+@rule("YoloDetectionOutput")
+def _yolo_detection_output(layer: LayerContext) -> list[Shape | Unknown]:
+    """eric612/MobileNet-YOLO's YOLO v2 detections: (1, 1, kept, 7), shaped for one at setup."""
+    layer.check(layer.sub("yolo_detection_output_param").HasField("num_classes"), "must specify num_classes")
+    return [(1, 1, 1, 7)]
+
+
+@rule("Yolov3DetectionOutput")
+def _yolov3_detection_output(layer: LayerContext) -> list[Shape | Unknown]:
+    """eric612/MobileNet-YOLO's YOLO v3 detections: one bottom per mask group; (1, 1, kept, 7), shaped for
+    one at setup."""
+    yp = layer.sub("yolov3_detection_output_param")
+    layer.check(layer.num_bottoms == yp.mask_group_num,
+                f"takes one bottom per mask group: mask_group_num {yp.mask_group_num}, {layer.num_bottoms} bottoms")
+    return [(1, 1, 1, 7)]
+
+
 @rule("ROIPooling")
 def _roi_pooling(layer: LayerContext) -> list[Shape | Unknown]:
     rp = layer.sub("roi_pooling_param")
     layer.check(rp.pooled_h > 0 and rp.pooled_w > 0, "pooled_h and pooled_w must be positive")
     channels = layer.legacy(layer.bottom(0), 1)
     return [layer.shape((layer.legacy(layer.bottom(1), 0), channels, rp.pooled_h, rp.pooled_w))]
+
+
+@rule("PSROIPooling")
+def _psroi_pooling(layer: LayerContext) -> list[Shape | Unknown]:
+    """R-FCN's position-sensitive ROI pooling (daijifeng001/caffe-rfcn): bottom 0 holds output_dim *
+    group_size^2 score maps; one (output_dim, group_size, group_size) output per ROI of bottom 1."""
+    pp = layer.sub("psroi_pooling_param")
+    layer.check(pp.output_dim > 0, "output_dim must be > 0")
+    layer.check(pp.group_size > 0, "group_size must be > 0")
+    channels = layer.legacy(layer.bottom(0), 1)
+    layer.check(channels == pp.output_dim * pp.group_size ** 2,
+                f"input channel number {channels} does not match output_dim * group_size^2 = "
+                f"{pp.output_dim * pp.group_size ** 2}")
+    rois = layer.legacy(layer.bottom(1), 0)
+    return [layer.shape((rois, pp.output_dim, pp.group_size, pp.group_size))]
 
 
 @rule("EvalDetection")

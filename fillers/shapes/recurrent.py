@@ -64,6 +64,16 @@ def _rnn(layer: LayerContext) -> list[Shape | Unknown]:
     return _recurrent(layer, lstm=False)
 
 
+@rule("ContinuationIndicator")
+def _continuation_indicator(layer: LayerContext) -> list[Shape | Unknown]:
+    """CRNN ports (yalecyu/crnn.caffe): the (time_step, batch_size) sequence-continuation markers an LSTM
+    takes as its second bottom."""
+    cp = layer.sub("continuation_indicator_param")
+    layer.check(cp.batch_size > 0, "batch_size must be greater than 0")
+    layer.check(cp.time_step > 0, "time_step must be greater than 0")
+    return [layer.shape((cp.time_step, cp.batch_size))]
+
+
 @rule("LSTMUnit")
 def _lstm_unit(layer: LayerContext) -> list[Shape | Unknown]:
     c_prev, gates = layer.bottom(0), layer.bottom(1)

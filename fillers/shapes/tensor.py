@@ -8,7 +8,9 @@ from fillers.shapes.context import Shape, Unknown, LayerContext, count, rule
 
 
 @rule("AbsVal", "BNLL", "Clip", "Dropout", "ELU", "Exp", "Log", "Power", "ReLU", "Sigmoid", "Swish", "TanH",
-       "Threshold", "Softmax", "Reverse")
+       "Threshold", "Softmax", "Reverse",
+       "ReLU6",  # MobileNet v2 / SSDLite and YOLO ports (eric612/MobileNet-YOLO and others)
+       "Flip")  # happynear/caffe-windows (AM-Softmax / NormFace test-time mirroring)
 def _same(layer: LayerContext) -> list[Shape | Unknown]:
     shape = layer.bottom(0)
     if layer.param.type == "Softmax":
@@ -203,10 +205,20 @@ def _no_tops(layer: LayerContext) -> list[Shape | Unknown]:
 
 
 @rule("ContrastiveLoss", "EuclideanLoss", "HingeLoss", "MultinomialLogisticLoss", "SigmoidCrossEntropyLoss",
-       "SmoothL1Loss", "MultiBoxLoss", "CTCLoss", "L1Loss", "RegionLoss")
+       "SmoothL1Loss", "MultiBoxLoss", "CTCLoss", "L1Loss", "RegionLoss",
+       "CtcLoss", "WarpCTCLoss",  # CRNN ports (yalecyu/crnn.caffe; warp-ctc ports)
+       "Yolov3", "GaussianYolov3", "YoloSeg",  # eric612/MobileNet-YOLO
+       "YoloV3Loss")  # synopsys-caffe and other YOLO v3 ports
 def _loss(layer: LayerContext) -> list[Shape | Unknown]:
     """A loss is a scalar (zero axes)."""
     return [()]
+
+
+@rule("LabelSpecificAdd")
+def _label_specific_add(layer: LayerContext) -> list[Shape | Unknown]:
+    """AM-Softmax's additive margin (happynear/AMSoftmax, caffe-windows): bottoms the scores and the labels;
+    the top is shaped like the scores, an optional second top holds the margin, (1,)."""
+    return [layer.bottom(0), (1,)][: layer.num_tops]
 
 
 @rule("SoftmaxWithLoss", "InfogainLoss")

@@ -8,7 +8,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from fillers.caffe_pb2 import PoolingParameter
-from fillers.shapes.context import Shape, Unknown, LayerContext, count, cdiv, rule
+from fillers.shapes.context import Shape, Unknown, LayerContext, count, cdiv, fork_field, rule
 
 
 #: ConvolutionParameter's repeated N-D fields and their 2-D ``_h``/``_w`` alternatives.
@@ -39,9 +39,10 @@ class _ConvGeometry:
     dilation: list[int]
 
 
-def conv_geometry(layer: LayerContext, shape: Shape, min_spatial: int = 0) -> _ConvGeometry:
-    """``BaseConvolutionLayer::LayerSetUp`` / ``Im2colLayer::LayerSetUp``: the N-D geometry."""
-    cp = layer.param.convolution_param
+def conv_geometry(layer: LayerContext, shape: Shape, min_spatial: int = 0, cp: Any = None) -> _ConvGeometry:
+    """``BaseConvolutionLayer::LayerSetUp`` / ``Im2colLayer::LayerSetUp``: the N-D geometry, from
+    ``cp`` (default: the layer's ``convolution_param``)."""
+    cp = layer.param.convolution_param if cp is None else cp
     channel_axis = layer.axis(cp.axis, shape)
     nsp = len(shape) - channel_axis - 1
     layer.check(nsp >= min_spatial, f"needs at least {min_spatial} spatial axes after axis {channel_axis}")
@@ -65,31 +66,36 @@ def _deconv_out(size: int, kernel: int, stride: int, pad: int, dilation: int) ->
     return stride * (size - 1) + dilation * (kernel - 1) + 1 - 2 * pad
 
 
-def _conv_blobs(layer: LayerContext, weight: Sequence[int], bias: int) -> None:
-    cp = layer.param.convolution_param
+def _conv_blobs(layer: LayerContext, weight: Sequence[int], bias: int, cp: Any = None) -> None:
+    cp = layer.param.convolution_param if cp is None else cp
     layer.add_blob(weight, cp.weight_filler)
     if cp.bias_term:
         layer.add_blob((bias,), cp.bias_filler)
+
+
+def _conv_top(layer: LayerContext, cp: Any, shape: Shape, geo: _ConvGeometry,
+              out: Callable[[int, int, int, int, int], int], reverse: bool) -> Shape:
+    """The weights and bias of a convolution-like layer over ``shape`` (declared), and its top shape."""
+    channels = shape[geo.channel_axis]
+    num_output, group = cp.num_output, cp.group
+    layer.check(num_output > 0, f"num_output must be positive (it is {num_output}{'' if num_output else ': not given'})")
+    layer.check(group > 0 and channels % group == 0, f"{channels} input channels are not divisible by group {group}")
+    layer.check(num_output % group == 0, f"num_output {num_output} is not divisible by group {group}")
+    out_ch, in_ch = (channels, num_output) if reverse else (num_output, channels)
+    _conv_blobs(layer, (out_ch, in_ch // group, *geo.kernel), num_output, cp)
+    spatial = shape[geo.channel_axis + 1:]
+    return layer.shape((*shape[:geo.channel_axis], num_output,
+                        *(out(spatial[i], geo.kernel[i], geo.stride[i], geo.pad[i], geo.dilation[i])
+                          for i in range(len(spatial)))))
 
 
 def _base_conv(layer: LayerContext, out: Callable[[int, int, int, int, int], int], reverse: bool) -> list[Shape]:
     """Convolution and Deconvolution: every bottom must have bottom 0's shape; one top per bottom."""
     cp = layer.param.convolution_param
     shape = layer.bottom(0)
-    geo = conv_geometry(layer, shape)
-    channels = shape[geo.channel_axis]
-    num_output, group = cp.num_output, cp.group
-    layer.check(num_output > 0, "num_output must be positive")
-    layer.check(group > 0 and channels % group == 0, f"{channels} input channels are not divisible by group {group}")
-    layer.check(num_output % group == 0, f"num_output {num_output} is not divisible by group {group}")
-    out_ch, in_ch = (channels, num_output) if reverse else (num_output, channels)
-    _conv_blobs(layer, (out_ch, in_ch // group, *geo.kernel), num_output)
+    top = _conv_top(layer, cp, shape, conv_geometry(layer, shape), out, reverse)
     for i in range(1, layer.num_bottoms):
         layer.check(layer.bottom(i) == shape, f"bottom {i} {layer.bottom(i)} differs from bottom 0 {shape}")
-    spatial = shape[geo.channel_axis + 1:]
-    top = layer.shape((*shape[:geo.channel_axis], num_output,
-                       *(out(spatial[i], geo.kernel[i], geo.stride[i], geo.pad[i], geo.dilation[i])
-                         for i in range(len(spatial)))))
     return [top] * layer.num_bottoms
 
 
@@ -113,6 +119,87 @@ def _pair(cp: Any, name: str, default: int) -> tuple[int, int]:
     if not values:
         return default, default
     return values[0], values[1 if len(values) > 1 else 0]
+
+
+@rule("DeformableConvolution", learnable=True)
+def _deformable_convolution(layer: LayerContext) -> list[Shape | Unknown]:
+    """unsky/Deformable-ConvNets-caffe: a 2-D convolution of bottom 0 (weights and bias as Convolution's) at
+    positions moved by bottom 1, the offsets: 2 * kernel_h * kernel_w * deformable_group channels over the
+    input's height and width (the output's, in ports that compute the offsets at output resolution)."""
+    dp = layer.sub("deformable_convolution_param")
+    shape = layer.bottom(0)
+    geo = conv_geometry(layer, shape, cp=dp)
+    layer.check(len(geo.kernel) == 2, f"takes 2-D input (N, C, H, W), got {shape}")
+    top = _conv_top(layer, dp, shape, geo, _conv_out, reverse=False)
+    offsets = layer.bottom(1)
+    per_group = 2 * geo.kernel[0] * geo.kernel[1]
+    groups = [dp.deformable_group] if dp.HasField("deformable_group") else [4, 1]  # the forks' defaults
+    layer.check(len(offsets) == 4 and offsets[1] in [per_group * g for g in groups],
+                f"the offsets (bottom 1) {offsets} must have 2 * kernel_h * kernel_w * deformable_group = "
+                f"{' or '.join(str(per_group * g) for g in groups)} channels")
+    layer.check(offsets[2:] in (shape[2:], top[2:]),
+                f"the offsets (bottom 1) {offsets} must have the height and width of the input {shape}")
+    return [top] * layer.num_tops
+
+
+@rule("Convolution3D", "Deconvolution3D", learnable=True)
+def _convolution_3d(layer: LayerContext) -> list[Shape | Unknown]:
+    """C3D's 3-D (de)convolution over (N, C, L, H, W): ``convolution3d_param`` (C3D v1.1) or the V1 layer's
+    ``convolution_param`` with C3D's ``kernel_depth``/``temporal_*`` fields (v1.0).  The weights are
+    (num_output, C, kernel_depth, k, k) -- (C, num_output, ...) for Deconvolution3D -- whatever
+    ``filter_group``; the bias (1, 1, 1, 1, num_output).  v1.1's Deconvolution3D reads ``bias_term`` from
+    ``convolution_param`` (as its source does)."""
+    v11 = layer.param.HasField("convolution3d_param")
+    cp = layer.sub("convolution3d_param") if v11 else layer.param.convolution_param
+
+    def first(name: str, default: int) -> int:  # repeated in convolution_param, one value in v1.1's message
+        value = getattr(cp, name)
+        return value if isinstance(value, int) else value[0] if len(value) else default
+
+    k, pad, stride = first("kernel_size", 0), first("pad", 0), first("stride", 1)
+    kd, tpad, tstride = cp.kernel_depth, cp.temporal_pad, cp.temporal_stride
+    shape = layer.bottom(0)
+    layer.check(len(shape) == 5, f"takes a 5-axis blob (N, C, length, height, width), got {shape}")
+    n, c, length, h, w = shape
+    layer.check(cp.num_output > 0, f"num_output must be positive (it is {cp.num_output})")
+    layer.check(k > 0 and kd > 0, f"kernel_size ({k}) and kernel_depth ({kd}) must be positive")
+    layer.check(stride > 0 and tstride > 0, "stride and temporal_stride must be positive")
+    deconv = layer.param.type == "Deconvolution3D"
+    if deconv:
+        bias_term = layer.param.convolution_param.bias_term
+        top = ((length - 1) * tstride - 2 * tpad + kd, (h - 1) * stride - 2 * pad + k, (w - 1) * stride - 2 * pad + k)
+        weight = (c, cp.num_output, kd, k, k)
+    else:
+        layer.check(cp.filter_group > 0 and cp.num_output % cp.filter_group == 0,
+                    f"num_output {cp.num_output} is not divisible by filter_group {cp.filter_group}")
+        bias_term = cp.bias_term
+        top = (cdiv(length + 2 * tpad - kd, tstride) + 1, cdiv(h + 2 * pad - k, stride) + 1,
+               cdiv(w + 2 * pad - k, stride) + 1)
+        weight = (cp.num_output, c, kd, k, k)
+    layer.add_blob(weight, cp.weight_filler)
+    if bias_term:
+        layer.add_blob((1, 1, 1, 1, cp.num_output), cp.bias_filler)
+    return [layer.shape((n, cp.num_output, *top))]
+
+
+@rule("Pooling3D")
+def _pooling_3d(layer: LayerContext) -> list[Shape | Unknown]:
+    """C3D's 3-D pooling over (N, C, L, H, W) (``pooling3d_param``, v1.1, or the V1 layer's
+    ``pooling_param``, v1.0): sizes rounded up, no padding in time."""
+    pp = layer.sub("pooling3d_param") if layer.param.HasField("pooling3d_param") else layer.param.pooling_param
+    shape = layer.bottom(0)
+    layer.check(len(shape) == 5, f"takes a 5-axis blob (N, C, length, height, width), got {shape}")
+    n, c, length, h, w = shape
+    k, kd, stride, tstride, pad = pp.kernel_size, pp.kernel_depth, pp.stride, pp.temporal_stride, pp.pad
+    layer.check(k > 0 and kd > 0, f"kernel_size ({k}) and kernel_depth ({kd}) must be positive")
+    layer.check(stride > 0 and tstride > 0, "stride and temporal_stride must be positive")
+    layer.check(pad == 0 or pp.pool == pp.AVE, "padding is implemented only for average pooling")
+
+    def pooled(size: int, kernel: int, step: int) -> int:
+        return int(np.ceil(np.float32(size - kernel) / np.float32(step))) + 1
+
+    return [layer.shape((n, c, pooled(length, kd, tstride), pooled(h + 2 * pad, k, stride),
+                         pooled(w + 2 * pad, k, stride)))]
 
 
 @rule("ConvolutionDepthwise", learnable=True)
@@ -183,6 +270,10 @@ def _pool_shape(layer: LayerContext, pp: Any, shape: Shape) -> Shape:
     n, c, h, w = shape
     kh, kw, ph, pw, sh, sw = _pool_params(layer, pp, h, w)
     ceil = pp.round_mode == pp.CEIL
+    if fork_field(pp, "ceil_mode") is not None:  # BVLC/caffe pull 3057
+        layer.check(not pp.HasField("round_mode") or ceil == pp.ceil_mode,
+                    f"round_mode {pp.RoundMode.Name(pp.round_mode)} contradicts ceil_mode {str(pp.ceil_mode).lower()}")
+        ceil = pp.ceil_mode
     padded = bool(ph or pw)  # Caffe clips and checks both axes when either has padding
     out_h, out_w = _pool_out(h, kh, sh, ph, ceil, padded), _pool_out(w, kw, sw, pw, ceil, padded)
     layer.check(not padded or (out_h - 1) * sh < h + ph, "the last pooling window starts in the padding")

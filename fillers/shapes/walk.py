@@ -26,16 +26,20 @@ from __future__ import annotations
 
 import functools
 import os
+import warnings
 from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 from google.protobuf.message import Message
 
 from fillers._params import resolve
-from fillers.caffe_pb2 import LayerParameter, NetParameter, NetState, NetStateRule, as_message
-from fillers.errors import ShapeError
+from fillers.caffe_pb2 import (BlobProto, FillerParameter, LayerParameter, NetParameter, NetState, NetStateRule,
+                               as_message)
 from fillers.caffemodel import blob_array, blob_shape
-from fillers.shapes.context import Shape, BlobSpec, FillCycle, FillStep, LayerBlobs, NetLayer, Unknown, NeedsUnknown, input_hint, LayerContext, count, reshape_problem, RULES, LEARNABLE, rule
+from fillers.errors import ShapeError, ShapeWarning
+from fillers.shapes.context import (LEARNABLE, RULES, BlobSpec, FillCycle, FillStep, LayerBlobs, LayerContext,
+                                    NeedsUnknown, NetLayer, Shape, Unknown, count, input_hint, reshape_problem,
+                                    teach_hint)
 from fillers.upgrade import net_needs_upgrade, upgrade_net
 
 
@@ -148,7 +152,7 @@ def _layer_blobs(layer: LayerContext, owners: dict[str, tuple[str, int, Shape]],
         except ValueError as err:
             raise layer.error(f"blob {step.blob}: {err}") from None
     return LayerBlobs(name=param.name, type=param.type, blobs=specs, fills=tuple(fills), raw_draws_before=draws,
-                      given=given, make_given=make_given)
+                      given=given, variant=layer.variant, make_given=make_given)
 
 
 def _check_net_blobs(layer: LayerContext) -> None:
@@ -177,6 +181,7 @@ def infer_shapes(
     *,
     inputs: Mapping[str, Sequence[int]] | None = None,
     phase: str | int | None = "TEST",
+    strict: bool = False,
 ) -> list[LayerBlobs]:
     """The learnable blobs of every layer, with shapes and fillers, in Caffe's order.
 
@@ -194,6 +199,11 @@ def infer_shapes(
         the level is 0 and the file's ``state { stage }`` entries are kept for the include/exclude rules.
         ``None`` uses the net's ``state`` (phase, level, stages) as it is, as ``caffe::Net(NetParameter)``
         does (a solver's train net, its ``train_state`` merged in).
+    strict : bool
+        A layer of a type no rule knows is an error.  Otherwise (the default) it is passed over with a
+        :class:`~fillers.ShapeWarning`: its tops get unknown shapes (an in-place top keeps its bottom's), which
+        only stop the net when a learnable layer needs them; one that surely has learnable blobs (``param``
+        specs, ``blobs`` or a filler field) is still an error.
 
     Returns
     -------
@@ -205,7 +215,8 @@ def infer_shapes(
     ------
     ShapeError
         A learnable layer needs a shape that cannot be known from the net (the message names the layer the
-        shape comes from and how to pass it with ``inputs``), a layer type fillers does not know, a bottom
+        shape comes from and how to pass it with ``inputs`` or teach fillers its type), a layer type fillers
+        does not know that has learnable blobs (any unknown type with ``strict``), a bottom
         no layer produces, ``inputs`` naming no top, or parameters Caffe itself would reject.
     TypeError, ValueError
         ``net`` (a path included), ``inputs`` or ``phase`` of the wrong kind.
@@ -217,7 +228,8 @@ def infer_shapes(
     ...     print(layer.name, [blob.shape for blob in layer.blobs])
     conv1 [(20, 1, 5, 5), (20,)]
     """
-    return [layer.learnable for layer in net_layers(net, inputs=inputs, phase=phase) if layer.learnable]
+    layers = net_layers(net, inputs=inputs, phase=phase, strict=strict)
+    return [layer.learnable for layer in layers if layer.learnable]
 
 
 def net_layers(
@@ -225,6 +237,7 @@ def net_layers(
     *,
     inputs: Mapping[str, Sequence[int]] | None = None,
     phase: str | int | None = "TEST",
+    strict: bool = False,
 ) -> list[NetLayer]:
     """Every layer of the net as Caffe's ``Net::Init`` sets it up, with its bottom and top shapes.
 
@@ -235,29 +248,9 @@ def net_layers(
     list of NetLayer
         One entry per layer that passes the include/exclude rules, in prototxt order.
     """
-    return _walk(_as_net(net), _check_inputs(inputs), None if phase is None else _phase(phase))
-
-
-def _run_rule(rule: Callable[[LayerContext], Any], layer: LayerContext) -> list[Shape | Unknown]:
-    """A layer's top shapes from its rule.  A rule is arithmetic on the net's numbers: whatever it trips on
-    (a division by zero, an overflow, a NaN, an index past a repeated field's end, a check with no layer
-    named) becomes a :class:`ShapeError` naming the layer."""
-    try:
-        tops = rule(layer)
-    except NeedsUnknown:
-        raise
-    except ShapeError as err:
-        if err.layer is not None:
-            raise
-        raise layer.error(str(err)) from None
-    except (ArithmeticError, ValueError, IndexError) as err:
-        raise layer.error(f"its parameters cannot be set up: {type(err).__name__}: {err}") from None
-    if tops is None:  # a rule that set its tops with layer.set_top
-        missing = [i for i in range(layer.num_tops) if i not in layer.tops]
-        if missing:
-            raise layer.error(f"its rule set no shape for top(s) {missing}")
-        tops = [layer.tops[i] for i in range(layer.num_tops)]
-    return tops
+    if not isinstance(strict, bool):
+        raise TypeError(f"strict must be a bool, got {type(strict).__name__}")
+    return _walk(_as_net(net), _check_inputs(inputs), None if phase is None else _phase(phase), strict)
 
 
 def _known(shape: Shape | Unknown) -> Shape | None:
@@ -275,7 +268,95 @@ def _net_state(net: NetParameter, phase: int | None) -> NetState:
     return state
 
 
-def _walk(net: NetParameter, inputs: dict[str, Shape], phase: int | None) -> list[NetLayer]:
+def _guarded_rule(layer: LayerContext, rule: Callable[[LayerContext], Any]) -> Any:
+    """Run a rule.  A rule is arithmetic on the net's numbers: whatever it trips on (a division by zero, an
+    overflow, a NaN, an index past a repeated field's end, a check with no layer named) becomes a
+    :class:`ShapeError` naming the layer."""
+    try:
+        return rule(layer)
+    except NeedsUnknown:
+        raise
+    except ShapeError as err:
+        if err.layer is not None:
+            raise
+        raise layer.error(str(err)) from None
+    except (ArithmeticError, ValueError, IndexError) as err:
+        raise layer.error(f"its parameters cannot be set up: {type(err).__name__}: {err}") from None
+
+
+def _run_rule(layer: LayerContext, rule: Callable[[LayerContext], Any]) -> list[Shape | Unknown]:
+    """The top shapes a layer's rule gives (unknown ones when a parameter-free layer needs an unknown
+    bottom shape; a learnable layer that needs one is an error naming where the shape comes from)."""
+    param = layer.param
+    try:
+        tops = _guarded_rule(layer, rule)
+        if tops is None:  # a rule that set its tops with layer.set_top
+            missing = [i for i in range(layer.num_tops) if i not in layer.tops]
+            if missing:
+                raise layer.error(f"its rule set no shape for top(s) {missing}")
+            tops = [layer.tops[i] for i in range(layer.num_tops)]
+    except NeedsUnknown as need:
+        if param.type not in LEARNABLE:
+            return [need.unknown] * layer.num_tops
+        source = need.unknown.blob or need.bottom
+        via = "" if source == need.bottom else f", which is computed from blob {source!r}"
+        raise ShapeError(
+            f"layer {param.name!r} ({param.type}) needs the shape of blob {need.bottom!r}{via}; that cannot be "
+            f"known from the net: {need.unknown.origin}; {input_hint(source, need.unknown.unknown_type)}",
+            layer=param.name, blob=source,
+        ) from None
+    return list(tops)
+
+
+def _learnable_marks(param: LayerParameter) -> list[str]:
+    """What in a layer says it surely has learnable blobs: param specs, blobs, filler fields."""
+    marks = [f"{len(param.param)} param spec(s)"] if param.param else []
+    if param.blobs:
+        marks.append(f"{len(param.blobs)} blob(s)")
+
+    def fillers_in(message: Any, path: str) -> None:
+        for fd, value in message.ListFields():
+            if fd.message_type is None:
+                continue
+            for i, sub in enumerate(value if fd.is_repeated else [value]):
+                where = f"{path}.{fd.name}" + (f"[{i}]" if fd.is_repeated else "")
+                if fd.message_type is FillerParameter.DESCRIPTOR:
+                    marks.append(f"filler {where[1:]}")
+                elif fd.message_type is not BlobProto.DESCRIPTOR:
+                    fillers_in(sub, where)
+
+    fillers_in(param, "")
+    return marks
+
+
+def _pass_over(layer: LayerContext, index: int, strict: bool) -> list[Shape | Unknown]:
+    """A layer of a type no rule knows: its tops get unknown shapes (an in-place top keeps its bottom's),
+    with one warning; an error when it surely has learnable blobs or ``strict``."""
+    param = layer.param
+    where = f"layer {param.name!r} (net.layer[{index}], type {param.type!r})"
+    if strict:
+        raise layer.error(f"unknown layer type {param.type!r}: fillers does not know its learnable blobs or "
+                          f"top shapes; {teach_hint(param.type)}")
+    marks = _learnable_marks(param)
+    if marks:
+        raise layer.error(f"unknown layer type {param.type!r} with learnable blobs ({', '.join(marks)}): their "
+                          f"shapes cannot be guessed; {teach_hint(param.type)}")
+    origin = f"{where} is of a type fillers does not know"
+    tops: list[Shape | Unknown] = []
+    for name in param.top:
+        if name in param.bottom:  # in place: the layer keeps its bottom's shape
+            tops.append(layer._bottoms[list(param.bottom).index(name)])
+        else:
+            tops.append(Unknown(origin, unknown_type=param.type))
+    passed = [name for name, shape in zip(param.top, tops) if isinstance(shape, Unknown)]
+    warnings.warn(ShapeWarning(f"{where}: unknown layer type passed over; "
+                               + (f"its top(s) {passed} have unknown shapes" if passed
+                                  else "its tops keep their bottoms' shapes"), layer=param.name, index=index),
+                  stacklevel=5)
+    return tops
+
+
+def _walk(net: NetParameter, inputs: dict[str, Shape], phase: int | None, strict: bool) -> list[NetLayer]:
     state = _net_state(net, phase)
     phase = state.phase
     blobs: dict[str, Shape | Unknown] = {}
@@ -283,7 +364,7 @@ def _walk(net: NetParameter, inputs: dict[str, Shape], phase: int | None) -> lis
     unused_inputs = set(inputs)
     out: list[NetLayer] = []
     draws = 0
-    for param in net.layer:
+    for index, param in enumerate(net.layer):
         if not _included(param, state):
             continue
         for j, name in enumerate(param.bottom):
@@ -301,26 +382,16 @@ def _walk(net: NetParameter, inputs: dict[str, Shape], phase: int | None) -> lis
         if not param.type:
             raise layer.error("the layer has no type (a legacy V0/V1 layer type that has no current name?)")
         if rule is None:
-            raise layer.error(f"unknown layer type {param.type!r}: fillers does not know its learnable blobs "
-                              "or top shapes")
-        try:
-            tops = _run_rule(rule, layer)
-        except NeedsUnknown as need:
-            if param.type in LEARNABLE:
-                source = need.unknown.blob or need.bottom
-                via = "" if source == need.bottom else f", which is computed from blob {source!r}"
-                raise ShapeError(
-                    f"layer {param.name!r} ({param.type}) needs the shape of blob {need.bottom!r}{via}; that "
-                    f"cannot be known from the net: {need.unknown.origin}; {input_hint(source)}"
-                ) from None
-            tops = [need.unknown] * layer.num_tops
+            tops = _pass_over(layer, index, strict)
+        else:
+            tops = _run_rule(layer, rule)
         if len(tops) < layer.num_tops:
             raise layer.error(f"has {layer.num_tops} tops; this layer type makes {len(tops)}")
         tops = [top if isinstance(top, Unknown) else layer.shape(top) for top in tops]
         draws += layer.raw_draws
         for name, shape in zip(param.top, tops):
             if isinstance(shape, Unknown) and not shape.blob:
-                shape = Unknown(shape.origin, name)
+                shape = Unknown(shape.origin, name, shape.unknown_type)
             if name in inputs:
                 shape = inputs[name]
                 unused_inputs.discard(name)

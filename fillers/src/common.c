@@ -95,8 +95,27 @@
         }                                                                                  \
     }
 
+#define FL_DEFINE_DIAGONAL(SUFFIX, T)                                                                    \
+    void fl_diagonal_##SUFFIX(int64_t first, int64_t n, int64_t in_channels, int64_t spatial, int64_t center, \
+                              int64_t per_group, T value, T *out)                                        \
+    {                                                                                                    \
+        const int64_t row = in_channels * spatial, end = first + n;                                      \
+        memset(out, 0, (size_t)n * sizeof(T));                                                           \
+        if (row == 0)                                                                                    \
+            return;                                                                                      \
+        for (int64_t o = first / row; o * row < end; ++o) {                                              \
+            const int64_t d = o % per_group, at = o * row + d * spatial + center;                        \
+            if (d < in_channels && at >= first && at < end)                                              \
+                out[at - first] = value;                                                                 \
+        }                                                                                                \
+    }
+
 FL_DEFINE_CONSTANT(f32, float)
 FL_DEFINE_CONSTANT(f64, double)
+FL_DEFINE_CONSTANT(u16, uint16_t)
+FL_DEFINE_DIAGONAL(f32, float)
+FL_DEFINE_DIAGONAL(f64, double)
+FL_DEFINE_DIAGONAL(u16, uint16_t)
 FL_DEFINE_BILINEAR(f32, float)
 FL_DEFINE_BILINEAR(f64, double)
 FL_DEFINE_NORMALIZE_ROWS(f32, float)

@@ -42,6 +42,8 @@
 #define D_DIV _mm256_div_pd
 #define D_SQRT _mm256_sqrt_pd
 #define D_MIN _mm256_min_pd
+#define D_MAX _mm256_max_pd
+#define D_LT(a, b) _mm256_castpd_si256(_mm256_cmp_pd(a, b, _CMP_LT_OQ))
 #define D_FROM_U fl_u53_to_f64_avx2
 #define D_BITS _mm256_castpd_si256
 #define D_FROM_BITS _mm256_castsi256_pd

@@ -49,6 +49,8 @@
 #define D_DIV _mm512_div_pd
 #define D_SQRT _mm512_sqrt_pd
 #define D_MIN _mm512_min_pd
+#define D_MAX _mm512_max_pd
+#define D_LT(a, b) _mm512_movm_epi64(_mm512_cmp_pd_mask(a, b, _CMP_LT_OQ))
 #define D_FROM_U _mm512_cvtepi64_pd
 #define D_BITS _mm512_castpd_si512
 #define D_FROM_BITS _mm512_castsi512_pd

@@ -45,6 +45,8 @@ typedef struct {
     void (*gaussian_f64)(const fl_philox_key *, int64_t, int64_t, double, double, double *);
     void (*sparsify_f32)(const fl_philox_key *, int64_t, int64_t, uint32_t, float *);
     void (*sparsify_f64)(const fl_philox_key *, int64_t, int64_t, uint32_t, double *);
+    void (*truncated_f32)(const fl_philox_key *, int64_t, int64_t, const fl_truncated_params *, float *);
+    void (*truncated_f64)(const fl_philox_key *, int64_t, int64_t, const fl_truncated_params *, double *);
 } fl_philox_impl;
 
 #include "philox_scalar.h"
@@ -148,6 +150,20 @@ void fl_philox_gaussian_f64(const fl_philox_key *key, int64_t first, int64_t n, 
 {
     if (n > 0)
         fl_impl()->gaussian_f64(key, first, n, mean, std, out);
+}
+
+void fl_philox_truncated_f32(const fl_philox_key *key, int64_t first, int64_t n, const fl_truncated_params *t,
+                             float *out)
+{
+    if (n > 0)
+        fl_impl()->truncated_f32(key, first, n, t, out);
+}
+
+void fl_philox_truncated_f64(const fl_philox_key *key, int64_t first, int64_t n, const fl_truncated_params *t,
+                             double *out)
+{
+    if (n > 0)
+        fl_impl()->truncated_f64(key, first, n, t, out);
 }
 
 /* p * 2^32 as the keep threshold; p >= 1 keeps everything (x * 1 == x), so no pass is needed. */

@@ -18,6 +18,9 @@
  *            in turns after the exact reduction t = q/4 + y, |y| <= 1/8, with our polynomials in y),
  *            evaluated in the element type without FMA: a few ulp from the exact values, and the same
  *            bytes on every CPU, dispatch path, compiler and libm.
+ *   truncated_gaussian  element i: words 2i, 2i+1 -> u as for the float64 uniform, in float64 for both types:
+ *            p = min(p_lo + p_span u, 1 - 2^-53), x = min(hi, max(lo, mean + scale ndtri(p))), ndtri by AS 241
+ *            (ndtri_as241.h) with fl_log_f64; a float32 element is that float64 value rounded once
  *   sparse   element i is kept iff word i of the block domain 2^63 + i / 4 is < p * 2^32 (p < 1);
  *            x *= keep (a dropped negative value becomes -0.0, as in Caffe)
  *
@@ -51,6 +54,18 @@ void fl_philox_uniform_f64(const fl_philox_key *key, int64_t first, int64_t n, d
 void fl_philox_gaussian_f32(const fl_philox_key *key, int64_t first, int64_t n, float mean, float std, float *out);
 void fl_philox_gaussian_f64(const fl_philox_key *key, int64_t first, int64_t n, double mean, double std,
                             double *out);
+
+/* The inverse-CDF truncated normal: p_lo = Phi(alpha) >= 2^-1022 and p_span = Phi(beta) - Phi(alpha) of the
+ * standardised bounds (the caller mirrors the interval into the lower half, scale = -std, for accurate tails),
+ * lo/hi the bounds in the element type. */
+typedef struct {
+    double p_lo, p_span, mean, scale, lo, hi;
+} fl_truncated_params;
+
+void fl_philox_truncated_f32(const fl_philox_key *key, int64_t first, int64_t n, const fl_truncated_params *t,
+                             float *out);
+void fl_philox_truncated_f64(const fl_philox_key *key, int64_t first, int64_t n, const fl_truncated_params *t,
+                             double *out);
 
 /* Multiply out[0 .. n) (flat indices first ..) by the Bernoulli(p) keep mask; p >= 1 leaves out as is. */
 void fl_philox_sparsify_f32(const fl_philox_key *key, int64_t first, int64_t n, double p, float *out);

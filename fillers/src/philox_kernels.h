@@ -107,6 +107,47 @@ FL_KERNEL void FL_SFX(fl_gaussian_f64)(const fl_philox_key *key, int64_t first, 
     });
 }
 
+/* truncated_gaussian: element i from the 64-bit word of words 2i, 2i+1 (the float64 uniform's), computed in
+ * float64 for both element types; a float32 element is the float64 value rounded once. */
+#define FL_TRUNCATED_GROUP(DST)                                                                           \
+    do {                                                                                                  \
+        FL_VQ a[FL_NQV], c[FL_NQV];                                                                       \
+        FL_VD xa[FL_NQV], xc[FL_NQV];                                                                     \
+        FL_SFX(fl_group_halves)(&rk, g * FL_GB, a, c);                                                    \
+        for (int v = 0; v < FL_NQV; ++v) {                                                                \
+            xa[v] = FL_SFX(fl_truncated_map_f64)(a[v], p_lo, p_span, mean, scale, lo, hi);                \
+            xc[v] = FL_SFX(fl_truncated_map_f64)(c[v], p_lo, p_span, mean, scale, lo, hi);                \
+        }                                                                                                 \
+        FL_SFX(fl_store_halves_f64)(xa, xc, DST);                                                         \
+    } while (0)
+
+#define FL_TRUNCATED_SETUP                                                                                \
+    fl_round_keys rk;                                                                                     \
+    fl_make_round_keys(key, &rk);                                                                         \
+    const FL_VD p_lo = D_SET(t->p_lo), p_span = D_SET(t->p_span), mean = D_SET(t->mean);                 \
+    const FL_VD scale = D_SET(t->scale), lo = D_SET(t->lo), hi = D_SET(t->hi)
+
+FL_KERNEL void FL_SFX(fl_truncated_f64)(const fl_philox_key *key, int64_t first, int64_t n,
+                                        const fl_truncated_params *t, double *out)
+{
+    FL_TRUNCATED_SETUP;
+    FL_FOR_GROUPS(double, 2 * FL_GB, first, n, out, 0, { FL_TRUNCATED_GROUP(dst); });
+}
+
+FL_KERNEL void FL_SFX(fl_truncated_f32)(const fl_philox_key *key, int64_t first, int64_t n,
+                                        const fl_truncated_params *t, float *out)
+{
+    FL_TRUNCATED_SETUP;
+    FL_FOR_GROUPS(float, 2 * FL_GB, first, n, out, 0, {
+        double wide[2 * FL_GB];
+        FL_TRUNCATED_GROUP(wide);
+        for (int i = 0; i < 2 * FL_GB; ++i)
+            dst[i] = (float)wide[i];
+    });
+}
+#undef FL_TRUNCATED_GROUP
+#undef FL_TRUNCATED_SETUP
+
 /* The Bernoulli keep mask: element i is kept iff word i of the mask domain is < thr (thr <= 2^32 - 1;
  * the caller skips p = 1, where every element is kept). */
 #define FL_DEFINE_SPARSIFY(SUFFIX, T)                                                                     \
@@ -131,4 +172,5 @@ FL_DEFINE_SPARSIFY(f64, double)
 static const fl_philox_impl FL_SFX(fl_impl) = {
     FL_SFX(fl_uniform_f32), FL_SFX(fl_uniform_f64), FL_SFX(fl_gaussian_f32),
     FL_SFX(fl_gaussian_f64), FL_SFX(fl_sparsify_f32), FL_SFX(fl_sparsify_f64),
+    FL_SFX(fl_truncated_f32), FL_SFX(fl_truncated_f64),
 };

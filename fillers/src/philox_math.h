@@ -14,10 +14,12 @@
  *   U_SET U_ADD U_SUB U_AND U_XOR U_SRL U_SLL                 uint32 lane ops (shift counts are constants)
  *   U_SEL(m, a, b) (m & a) | (~m & b)
  *   D_* and Q_*    the same for double / uint64 lanes; D_FROM_U converts a uint64 <= 2^53 exactly.
+ *   D_MAX(a, b)    a > b ? a : b                             D_LT(a, b)  all-ones uint64 lanes where a < b
  * Operations that are exact (integer and bit operations, selections, conversions of representable
  * integers) may be implemented differently per path; the rounded float operations may not.
  */
 #include "philox_poly.h"
+#include "ndtri_as241.h"
 
 /* ---------------------------------------------------------------------------------------------------- */
 /* float32                                                                                               */
@@ -153,4 +155,43 @@ FL_FN void FL_SFX(fl_box_muller_f64)(FL_VQ a, FL_VQ b, FL_VD mean, FL_VD std, FL
     FL_SFX(fl_sincos_turns_f64)(Q_SRL(b, 11), &sn, &cs);
     *x0 = D_ADD(mean, D_MUL(std, D_MUL(r, cs)));
     *x1 = D_ADD(mean, D_MUL(std, D_MUL(r, sn)));
+}
+
+/* ---------------------------------------------------------------------------------------------------- */
+/* The inverse normal CDF (truncated_gaussian), in float64 for both element types                        */
+
+/* c[0] + c[1] x + ... + c[7] x^7, Horner's order. */
+FL_FN FL_VD FL_SFX(fl_poly7_f64)(const double c[8], FL_VD x)
+{
+    FL_VD v = D_SET(c[7]);
+    for (int i = 6; i >= 0; --i)
+        v = D_ADD(D_MUL(v, x), D_SET(c[i]));
+    return v;
+}
+
+/* z with Phi(z) = p for p in [2^-1022, 1 - 2^-53]: AS 241 (ndtri_as241.h), every branch evaluated and the
+ * lane's one selected, ln from fl_log_f64 (valid for every normal argument <= 1). */
+FL_FN FL_VD FL_SFX(fl_ndtri_f64)(FL_VD p)
+{
+    const FL_VD q = D_SUB(p, D_SET(0.5));
+    const FL_VQ sign = Q_AND(D_BITS(q), Q_SET(0x8000000000000000u));
+    const FL_VD aq = D_FROM_BITS(Q_XOR(D_BITS(q), sign));
+    const FL_VD rc = D_SUB(D_SET(0.180625), D_MUL(q, q));
+    const FL_VD zc = D_DIV(D_MUL(q, FL_SFX(fl_poly7_f64)(fl_as241_a, rc)), FL_SFX(fl_poly7_f64)(fl_as241_b, rc));
+    const FL_VD s = D_SQRT(D_SUB(D_SET(0.0), FL_SFX(fl_log_f64)(D_MIN(p, D_SUB(D_SET(1.0), p)))));
+    const FL_VD rn = D_SUB(s, D_SET(1.6)), rf = D_SUB(s, D_SET(5.0));
+    const FL_VD zn = D_DIV(FL_SFX(fl_poly7_f64)(fl_as241_c, rn), FL_SFX(fl_poly7_f64)(fl_as241_d, rn));
+    const FL_VD zf = D_DIV(FL_SFX(fl_poly7_f64)(fl_as241_e, rf), FL_SFX(fl_poly7_f64)(fl_as241_f, rf));
+    const FL_VQ tail = Q_XOR(Q_SEL(D_LT(D_SET(5.0), s), D_BITS(zf), D_BITS(zn)), sign);
+    return D_FROM_BITS(Q_SEL(D_LT(D_SET(0.425), aq), tail, D_BITS(zc)));
+}
+
+/* truncated_gaussian from a 64-bit word w: u = (w >> 11) 2^-53, p = min(p_lo + p_span u, 1 - 2^-53),
+ * x = min(hi, max(lo, mean + scale ndtri(p))). */
+FL_FN FL_VD FL_SFX(fl_truncated_map_f64)(FL_VQ w, FL_VD p_lo, FL_VD p_span, FL_VD mean, FL_VD scale, FL_VD lo,
+                                         FL_VD hi)
+{
+    const FL_VD p = D_MIN(D_ADD(p_lo, D_MUL(p_span, FL_SFX(fl_u53)(w))), D_SET(0x1.fffffffffffffp-1));
+    const FL_VD x = D_ADD(mean, D_MUL(scale, FL_SFX(fl_ndtri_f64)(p)));
+    return D_MIN(hi, D_MAX(lo, x));
 }

@@ -42,6 +42,8 @@
 #define D_DIV(a, b) ((a) / (b))
 #define D_SQRT(a) sqrt(a)
 #define D_MIN(a, b) ((a) < (b) ? (a) : (b))
+#define D_MAX(a, b) ((a) > (b) ? (a) : (b))
+#define D_LT(a, b) ((a) < (b) ? ~(uint64_t)0 : (uint64_t)0)
 #define D_FROM_U(u) ((double)(int64_t)(u))
 #define D_BITS(x) fl_f64_bits(x)
 #define D_FROM_BITS(u) fl_f64_from_bits(u)

@@ -37,6 +37,8 @@
 #undef D_DIV
 #undef D_SQRT
 #undef D_MIN
+#undef D_MAX
+#undef D_LT
 #undef D_FROM_U
 #undef D_BITS
 #undef D_FROM_BITS

@@ -1,0 +1,73 @@
+"""fillers.torch: torch.nn.init's signatures, distributions and in-place semantics (torch is optional)."""
+import inspect
+
+import numpy as np
+import pytest
+from scipy import stats
+
+torch = pytest.importorskip("torch", reason="torch is an optional test extra (pip install torch)")
+import fillers.torch as init  # noqa: E402  (needs torch)
+
+P_MIN = 1e-6
+SHAPE = (128, 64, 3, 3)
+RANDOM = {
+    "uniform_": {"a": -0.5, "b": 2.0},
+    "normal_": {"mean": 1.0, "std": 0.25},
+    "trunc_normal_": {"mean": 0.0, "std": 0.02, "a": -0.03, "b": 0.05},
+    "xavier_uniform_": {"gain": 2.0},
+    "xavier_normal_": {"gain": 0.5},
+    "kaiming_uniform_": {"a": 5**0.5},
+    "kaiming_normal_": {"mode": "fan_out", "nonlinearity": "relu"},
+    "orthogonal_": {"gain": 1.5},
+}
+FIXED = {"constant_": {"val": 0.3}, "ones_": {}, "zeros_": {}, "eye_": {}, "dirac_": {"groups": 2}}
+
+
+@pytest.mark.parametrize("name", init.__all__)
+def test_signature_is_torchs(name):
+    ours = inspect.signature(getattr(init, name)).parameters
+    theirs = inspect.signature(getattr(torch.nn.init, name)).parameters
+    assert [(p.name, p.default) for p in ours.values()] == [(p.name, p.default) for p in theirs.values()]
+
+
+@pytest.mark.parametrize("name", RANDOM)
+def test_same_distribution_as_torch_nn_init(name):
+    torch.manual_seed(0)
+    ours = getattr(init, name)(torch.empty(SHAPE), **RANDOM[name]).numpy().ravel()
+    ref = getattr(torch.nn.init, name)(torch.empty(SHAPE), **RANDOM[name]).numpy().ravel()
+    assert stats.ks_2samp(ours, ref).pvalue > P_MIN
+    assert ours.min() >= ref.min() - 0.05 * ref.std() and ours.max() <= ref.max() + 0.05 * ref.std()
+
+
+@pytest.mark.parametrize("name", FIXED)
+def test_draw_free_ones_equal_torch(name):
+    shape = (3, 5) if name == "eye_" else (8, 4, 3, 3)
+    ours = getattr(init, name)(torch.empty(shape), **FIXED[name])
+    assert torch.equal(ours, getattr(torch.nn.init, name)(torch.empty(shape), **FIXED[name]))
+
+
+def test_reproducible_under_manual_seed_and_generator():
+    torch.manual_seed(7)
+    a, b = init.normal_(torch.empty(100)), init.normal_(torch.empty(100))
+    assert not torch.equal(a, b)  # successive calls draw new keys
+    torch.manual_seed(7)
+    assert torch.equal(init.normal_(torch.empty(100)), a)
+    g = torch.Generator().manual_seed(3)
+    c = init.kaiming_uniform_(torch.empty(10, 10), generator=g)
+    assert torch.equal(init.kaiming_uniform_(torch.empty(10, 10), generator=torch.Generator().manual_seed(3)), c)
+
+
+def test_parameters_filled_in_place():
+    layer = torch.nn.Conv2d(16, 32, 3)
+    weight = layer.weight
+    pointer = weight.data_ptr()
+    assert init.kaiming_normal_(weight, nonlinearity="relu") is weight
+    assert weight.data_ptr() == pointer and weight.requires_grad
+    assert weight.detach().std().item() == pytest.approx((2 / (16 * 9)) ** 0.5, rel=0.05)
+
+
+def test_errors_as_torch():
+    with pytest.raises(ValueError, match="mode 'fan_avg' not supported"):
+        init.kaiming_uniform_(torch.empty(3, 3), mode="fan_avg")
+    with pytest.raises(ValueError, match="at least 2 axes"):
+        init.xavier_uniform_(torch.empty(5))
