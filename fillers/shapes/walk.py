@@ -143,10 +143,6 @@ def _layer_blobs(layer: LayerContext, owners: dict[str, tuple[str, int, Shape]],
         given, make_given = "setup", functools.partial(_written_values, tuple(layer.written))
     runs = [run for step in fills for run in (step.steps if isinstance(step, FillCycle) else (step,))]
     for step in runs:  # a filler Caffe's setup would reject (unknown type, sparse > 1, xavier on 0-D ...)
-        # every Caffe filler but bilinear CHECKs a non-empty blob: a zero-sized learnable blob is refused
-        if count(step.shape) == 0 and step.filler.type != "bilinear":
-            raise layer.error(f"learnable blob {step.blob} has shape {step.shape}, no elements: Caffe's "
-                              f"{step.filler.type} filler refuses an empty blob (CHECK(blob->count()))")
         try:
             resolve(step.filler, step.shape, np.float32)
         except ValueError as err:
