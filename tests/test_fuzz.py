@@ -1,4 +1,4 @@
-"""The fuzzing harness in the tests: 1,200 mutated nets through the whole pipeline (about 25 s of CPU).
+"""The fuzzing harness in the tests: 2,500 mutated nets through the whole pipeline (about 25 s).
 
 Hypothesis draws the seed file and the mutations (derandomized: the same inputs on every run); every input
 must end ``ok`` or in a documented error (see ``tests/fuzzing.py``).  The 100,000-input run is
@@ -18,7 +18,7 @@ import fuzzing  # noqa: E402 (tests/fuzzing.py: the harness, shared with benchma
 SMALL = [data for data in fuzzing.seeds() if len(data) < 4096]
 
 
-@settings(max_examples=1200, derandomize=True, deadline=None, database=None,
+@settings(max_examples=2500, derandomize=True, deadline=None, database=None,
           suppress_health_check=list(HealthCheck))
 @given(seed=st.sampled_from(SMALL), rnd=st.randoms(use_true_random=False))
 def test_mutated_nets_end_ok_or_in_a_documented_error(seed: bytes, rnd: random.Random) -> None:
