@@ -1,6 +1,7 @@
 """fillers.dask: chunks filled independently equal the in-memory fill bit for bit, on threads and on a local
 cluster of worker processes."""
 import hashlib
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,6 +14,8 @@ import dask.array as da  # noqa: E402
 import fillers  # noqa: E402
 import fillers.dask as fd  # noqa: E402
 from fillers import FillerError  # noqa: E402
+
+LENET = Path(__file__).resolve().parents[1] / "examples" / "lenet.prototxt"
 
 CASES = [
     # shape, chunks, filler: multi-dimensional boxes strided in the flat index, every axis cut or not
@@ -47,7 +50,7 @@ def test_caffe_stream_cannot_be_chunked():
     with pytest.raises(ValueError, match="sequential"):
         fd.filled((4, 4), "xavier", rng="caffe")
     with pytest.raises(ValueError, match="sequential"):
-        fd.fill_net("examples/lenet.prototxt", rng="caffe")
+        fd.fill_net(str(LENET), rng="caffe")
 
 
 def test_same_arguments_same_graph_keys():
@@ -56,7 +59,7 @@ def test_same_arguments_same_graph_keys():
 
 
 def test_fill_net_equals_the_in_memory_fill_net():
-    net = fillers.load_net("examples/lenet.prototxt")
+    net = fillers.load_net(str(LENET))
     lazy = fd.fill_net(net, seed=4, chunks=4096)
     want = fillers.fill_net(net, seed=4)
     assert list(lazy) == list(want)
