@@ -1,11 +1,11 @@
 """Out-of-core fills: fill_net(..., out=path) streams every blob into the file, bit-identical to the in-memory
 fill, with bounded memory; progress reports bytes."""
-from pathlib import Path
 import io
 import os
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import numpy as np
 import pytest
