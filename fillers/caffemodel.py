@@ -314,7 +314,8 @@ def read_caffemodel(path: str | os.PathLike) -> dict[str, list[np.ndarray]]:
     path = os.fspath(path)
     data = _map(path)
     reader = _Reader(memoryview(data), path)
-    _, layers = _scan(reader, data.size)
+    small, layers = _scan(reader, data.size)
+    reader.proto(caffe_pb2.NetParameter, small, "NetParameter")  # the net's own fields must parse too
     if any(not layer.v1 for layer in layers):
         layers = [layer for layer in layers if not layer.v1]
     parser = _BlobParser(reader, data)

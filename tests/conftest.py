@@ -4,6 +4,13 @@ import os
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
+
+# Property tests are deterministic: the same examples on every run and machine (set HYPOTHESIS_PROFILE=explore
+# for fresh random examples while developing).
+settings.register_profile("deterministic", derandomize=True)
+settings.register_profile("explore", derandomize=False)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "deterministic"))
 
 SHARED = Path(os.environ.get("FILLERS_SHARED", Path(__file__).resolve().parents[2] / "shared"))
 

@@ -1,6 +1,7 @@
 """fillers.dask: chunks filled independently equal the in-memory fill bit for bit, on threads and on a local
 cluster of worker processes."""
 import hashlib
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,6 +14,8 @@ import dask.array as da  # noqa: E402
 import fillers  # noqa: E402
 import fillers.dask as fd  # noqa: E402
 from fillers import FillerError  # noqa: E402
+
+LENET = Path(__file__).resolve().parents[1] / "examples" / "lenet.prototxt"
 
 CASES = [
     # shape, chunks, filler: multi-dimensional boxes strided in the flat index, every axis cut or not
@@ -47,7 +50,7 @@ def test_caffe_stream_cannot_be_chunked():
     with pytest.raises(ValueError, match="sequential"):
         fd.filled((4, 4), "xavier", rng="caffe")
     with pytest.raises(ValueError, match="sequential"):
-        fd.fill_net("examples/lenet.prototxt", rng="caffe")
+        fd.fill_net(str(LENET), rng="caffe")
 
 
 def test_same_arguments_same_graph_keys():
@@ -56,7 +59,7 @@ def test_same_arguments_same_graph_keys():
 
 
 def test_fill_net_equals_the_in_memory_fill_net():
-    net = fillers.load_net("examples/lenet.prototxt")
+    net = fillers.load_net(str(LENET))
     lazy = fd.fill_net(net, seed=4, chunks=4096)
     want = fillers.fill_net(net, seed=4)
     assert list(lazy) == list(want)
@@ -66,26 +69,28 @@ def test_fill_net_equals_the_in_memory_fill_net():
             assert isinstance(got, np.ndarray) and got.tobytes() == ref.tobytes() and got.shape == ref.shape
 
 
-def _block_digest(block: np.ndarray) -> np.ndarray:
-    return np.array([hashlib.sha256(np.ascontiguousarray(block).tobytes()).hexdigest()], dtype=object).reshape(
-        (1,) * block.ndim)
-
-
 def test_local_cluster_fills_a_blob_larger_than_a_worker_memory_limit():
     """Two worker processes on loopback with 192 MiB each fill a 256 MiB blob; each chunk's sha256 is taken
     on the worker (the blob never travels) and compared with the same slice of the in-memory fill."""
     distributed = pytest.importorskip("distributed", reason="dask.distributed is not installed")
     shape, chunks, filler = (8192, 8192), (1024, 4096), 'type: "gaussian" std: 0.02'
     x = fd.filled(shape, filler, seed=7, stream=1, chunks=chunks)
-    digests = x.map_blocks(_block_digest, dtype=object)
+
+    def block_digest(block: np.ndarray) -> np.ndarray:
+        # A local function: distributed sends it by value (cloudpickle), so the workers need not import this
+        # test module (they cannot when the tests run from an installed package).
+        digest = hashlib.sha256(np.ascontiguousarray(block).tobytes()).hexdigest()
+        return np.array([digest], dtype=object).reshape((1,) * block.ndim)
+
+    digests = x.map_blocks(block_digest, dtype=object)
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
                                   dashboard_address=None, memory_limit="192MiB") as cluster, \
             distributed.Client(cluster) as client:
         assert len(client.scheduler_info()["workers"]) == 2
-        got = digests.compute()
+        got = client.compute(digests).result(timeout=600)  # a worker failure fails the test, never hangs it
     assert x.nbytes > 192 << 20
     want = fillers.fill(np.empty(shape, np.float32), filler, seed=7, stream=1)
     for i in range(shape[0] // chunks[0]):
         for j in range(shape[1] // chunks[1]):
             block = want[i * chunks[0]:(i + 1) * chunks[0], j * chunks[1]:(j + 1) * chunks[1]]
-            assert got[i, j] == _block_digest(block)[0, 0], (i, j)
+            assert got[i, j] == block_digest(block)[0, 0], (i, j)

@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,6 +13,8 @@ from google.protobuf import text_format
 
 import fillers
 from fillers import FileFormatError, NetParameter, cli, fill_net, load
+
+LENET = Path(__file__).resolve().parents[1] / "examples" / "lenet.prototxt"
 
 FORMATS = [".caffemodel", ".safetensors", ".h5", ".npz"]
 
@@ -147,7 +150,7 @@ def test_a_streamed_fill_keeps_memory_bounded(tmp_path, suffix):
 
 def test_cli_prints_a_summary_line_when_stderr_is_not_a_terminal(tmp_path, capsys):
     out = tmp_path / "lenet.safetensors"
-    assert cli.main(["fill", "examples/lenet.prototxt", "-o", str(out)]) == 0
+    assert cli.main(["fill", str(LENET), "-o", str(out)]) == 0
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("filled 4 layers, 431,080 parameters") and "\r" not in err
 
@@ -169,5 +172,5 @@ def test_cli_draws_a_byte_bar_on_a_terminal(tmp_path, monkeypatch):
                                  report=fillers.FillReport(), metadata={})
 
     monkeypatch.setattr(fillers, "fill_net", spy)
-    assert cli.main(["fill", "examples/lenet.prototxt", "-o", str(tmp_path / "x.npz")]) == 0
+    assert cli.main(["fill", str(LENET), "-o", str(tmp_path / "x.npz")]) == 0
     assert callable(seen[0]) and "filled 1 layers" in err.getvalue()
