@@ -119,7 +119,9 @@ def test_interrupted_save_leaves_nothing(tmp_path):
     # A child process saving a large model is interrupted by SIGINT (Ctrl-C) mid-write.
     path = tmp_path / "big.npz"
     script = (
-        "import numpy as np, sys, fillers.io as io\n"
+        "import numpy as np, signal, sys, fillers.io as io\n"
+        # Ctrl-C's default Python handling, even where the suite runs with SIGINT ignored (a background job)
+        "signal.signal(signal.SIGINT, signal.default_int_handler)\n"
         "blobs = {f'l{i}': [np.zeros(2**22, np.float32)] for i in range(200)}\n"
         "print('ready', flush=True)\n"
         f"io.save(blobs, {str(path)!r})\n"
