@@ -362,7 +362,8 @@ def test_termination_signals_remove_the_temporary_file(tmp_path, signum):
             f"signal.signal(signal.{signum}, signal.SIG_DFL)\n"  # (a test run under nohup ignores SIGHUP)
             "with atomic_write(sys.argv[1]) as fh:\n    fh.write(b'x' * 1000)\n    print('ready', flush=True)\n"
             "    time.sleep(60)\n")
-    proc = subprocess.Popen([sys.executable, "-c", code, str(tmp_path / "w.npz")], stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen([sys.executable, "-c", code, "w.npz"], stdout=subprocess.PIPE, text=True,
+                            cwd=tmp_path)  # not the checkout: import the installed package
     assert proc.stdout.readline() == "ready\n"
     proc.send_signal(getattr(signal, signum))
     assert proc.wait(timeout=30) == -getattr(signal, signum)  # the signal then takes its usual course
