@@ -94,6 +94,28 @@ def _length_field_size(number: int, size: int) -> int:
     return len(_length_field(number, size)) + size
 
 
+def read_varint(buf: memoryview | np.ndarray, pos: int, end: int) -> tuple[int, int]:
+    """The base-128 varint at ``buf[pos]`` and the position after it.
+
+    Raises
+    ------
+    ValueError
+        The varint runs past ``end`` or is longer than 10 bytes.
+    """
+    value = shift = 0
+    while True:
+        if pos >= end:
+            raise ValueError("truncated varint")
+        byte = buf[pos]
+        pos += 1
+        value |= (byte & 0x7F) << shift
+        if byte < 0x80:
+            return value, pos
+        shift += 7
+        if shift >= 70:
+            raise ValueError("varint longer than 10 bytes")
+
+
 class _Reader:
     """Walks the fields of one message in ``buf[start:end]``; errors name the file and the byte offset."""
 
@@ -105,20 +127,10 @@ class _Reader:
         return FileFormatError(self.path, _FORMAT, reason, offset)
 
     def varint(self, pos: int, end: int) -> tuple[int, int]:
-        buf = self.buf
-        value = shift = 0
-        start = pos
-        while True:
-            if pos >= end:
-                raise self.error("truncated varint", start)
-            byte = buf[pos]
-            pos += 1
-            value |= (byte & 0x7F) << shift
-            if byte < 0x80:
-                return value, pos
-            shift += 7
-            if shift >= 70:
-                raise self.error("varint longer than 10 bytes", start)
+        try:
+            return read_varint(self.buf, pos, end)
+        except ValueError as err:
+            raise self.error(str(err), pos) from None
 
     def fields(self, start: int, end: int) -> Iterator[tuple[int, int, int, int, int]]:
         """``(number, wire type, field start, value start, value end)`` of every field; a length-delimited
@@ -244,7 +256,7 @@ def blob_array(blob: caffe_pb2.BlobProto) -> np.ndarray:
     return np.array(blob.data, np.float32).reshape(blob_shape(blob))
 
 
-def _map(path: str) -> np.ndarray:
+def map_file(path: str | os.PathLike) -> np.ndarray:
     """The file's bytes as a uint8 array over a private (copy-on-write) mapping: views are writable, and
     writes never reach the file."""
     with open(path, "rb") as handle:
@@ -312,7 +324,7 @@ def read_caffemodel(path: str | os.PathLike) -> dict[str, list[np.ndarray]]:
         offset is named).
     """
     path = os.fspath(path)
-    data = _map(path)
+    data = map_file(path)
     reader = _Reader(memoryview(data), path)
     small, layers = _scan(reader, data.size)
     reader.proto(caffe_pb2.NetParameter, small, "NetParameter")  # the net's own fields must parse too
@@ -350,7 +362,7 @@ def read_net(path: str | os.PathLike, *, blobs: bool = True) -> caffe_pb2.NetPar
         A truncated or corrupt file (the byte offset is named).
     """
     path = os.fspath(path)
-    data = _map(path)
+    data = map_file(path)
     reader = _Reader(memoryview(data), path)
     small, layers = _scan(reader, data.size)
     net = reader.proto(caffe_pb2.NetParameter, small, "NetParameter")

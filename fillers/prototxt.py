@@ -21,7 +21,6 @@ Every net comes back in the current format: :func:`load_net` runs
 
 from __future__ import annotations
 
-import mmap
 import os
 import re
 import warnings
@@ -36,7 +35,7 @@ from google.protobuf.message import DecodeError, Message
 
 from . import caffe_pb2
 from .caffe_pb2 import caffe_name, is_repeated
-from .caffemodel import read_net
+from .caffemodel import map_file, read_net, read_varint
 from .errors import FileFormatError, PrototxtError, PrototxtWarning
 
 __all__ = [
@@ -631,18 +630,6 @@ def _fragment(lines: list[str], span: tuple[tuple[int, int], tuple[int, int]],
     return message
 
 
-def _varint(data: memoryview, pos: int) -> tuple[int, int]:
-    """The base-128 varint at ``pos`` and the position after it."""
-    value = shift = 0
-    while True:
-        byte = data[pos]
-        pos += 1
-        value |= (byte & 0x7F) << shift
-        if byte < 0x80:
-            return value, pos
-        shift += 7
-
-
 _FIXED_SIZE = {1: 8, 5: 4}  # wire types I64 and I32
 
 
@@ -657,7 +644,7 @@ def _unknown_binary_fields(data: memoryview, desc: Descriptor, path: str, group:
     found: list[str] = []
     seen: dict[int, int] = {}
     while pos < len(data):
-        key, pos = _varint(data, pos)
+        key, pos = read_varint(data, pos, len(data))
         number, wire = key >> 3, key & 7
         if wire == 4 and number == group:
             break
@@ -666,9 +653,9 @@ def _unknown_binary_fields(data: memoryview, desc: Descriptor, path: str, group:
             found.append(f"{path}.#{number}")
         index = seen[number] = seen.get(number, -1) + 1
         if wire == 0:
-            pos = _varint(data, pos)[1]
+            pos = read_varint(data, pos, len(data))[1]
         elif wire == 2:
-            size, pos = _varint(data, pos)
+            size, pos = read_varint(data, pos, len(data))
             if fd is not None and fd.cpp_type == _MESSAGE:
                 where = f"{path}.{fd.name}" + (f"[{index}]" if is_repeated(fd) else "")
                 found += _unknown_binary_fields(data[pos:pos + size], fd.message_type, where)[0]
@@ -721,14 +708,6 @@ def _check_unknown(data: memoryview, desc: Descriptor, name: str, strict: bool) 
                       PrototxtWarning, stacklevel=4)
 
 
-def _mapped(path: Path) -> memoryview:
-    """A read-only memory map of a whole file (empty for an empty file); closed when no view is left."""
-    with open(path, "rb") as handle:
-        if os.fstat(handle.fileno()).st_size == 0:
-            return memoryview(b"")
-        return memoryview(mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ))
-
-
 def _weights_path(source: Source) -> Path | None:
     """The path of a ``.caffemodel``/``.binaryproto`` file named by ``source``, else None."""
     if isinstance(source, (str, os.PathLike)) and not (isinstance(source, str) and _is_inline_text(source)):
@@ -745,7 +724,7 @@ def _load(source: Source, message_type: type[Message], strict: bool
         # A weights file: mapped and parsed one layer at a time, never read whole into memory.
         net = read_net(path)
         check_utf8(net, str(path))
-        _check_unknown(_mapped(path), caffe_pb2.NetParameter.DESCRIPTOR, str(path), strict)
+        _check_unknown(memoryview(map_file(path)), caffe_pb2.NetParameter.DESCRIPTOR, str(path), strict)
         return ParsedText(net), _Input(str(path), b"", path, True)
     inp = _read_source(source)
     data = inp.data
