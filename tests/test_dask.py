@@ -9,7 +9,6 @@ import pytest
 pytest.importorskip("dask.array", reason="dask is not installed (pip install 'fillers[dask]')")
 
 import dask  # noqa: E402
-import dask.array as da  # noqa: E402
 
 import fillers  # noqa: E402
 import fillers.dask as fd  # noqa: E402

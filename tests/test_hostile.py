@@ -6,9 +6,7 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import warnings
-from pathlib import Path
 
 import numpy as np
 import pytest

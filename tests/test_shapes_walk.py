@@ -6,12 +6,11 @@ import re
 import warnings
 from pathlib import Path
 
-from google.protobuf import text_format
 import numpy as np
 import pytest
 
 from fillers import FillerParameter, NetParameter, ShapeError, infer_shapes
-from shape_helpers import net, has_field, has_loader, load, shapes, with_input, conv, ip, pool, fork
+from shape_helpers import net, has_field, has_loader, load, shapes, with_input, conv, ip
 
 
 def nets_json(shared_dir: Path) -> dict:

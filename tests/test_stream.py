@@ -9,7 +9,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from google.protobuf import text_format
 
 import fillers
 from fillers import FileFormatError, NetParameter, cli, fill_net, load

@@ -1,7 +1,6 @@
 """fillers.torch: torch.nn.init's signatures, distributions and in-place semantics (torch is optional)."""
 import inspect
 
-import numpy as np
 import pytest
 from scipy import stats
 

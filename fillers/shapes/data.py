@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fillers.shapes.context import Shape, Unknown, LayerContext, count, rule, fork_field, unknown_tops, guarded
+from fillers.shapes.context import Shape, Unknown, LayerContext, rule, fork_field, unknown_tops, guarded
 
 
 def _needs_rand(layer: LayerContext) -> bool:
