@@ -10,6 +10,7 @@ import numpy as np
 
 from fillers import _dlpack, _kernels
 from fillers.errors import ArrayError, FillerError
+from fillers._orthogonal import fill_orthogonal
 from fillers._params import CAFFE_TYPES, FillerLike, FillPlan, as_filler_parameter, resolve
 from fillers.seeds import Philox, SeedLike, key_of
 
@@ -134,7 +135,7 @@ def _check_philox(plan: FillPlan) -> None:
 
 def _fill_philox(out: np.ndarray, plan: FillPlan, seed: int, stream: int, offset: int, threads: int) -> None:
     if plan.kind == "orthogonal":
-        out[...] = _orthogonal(plan, seed, stream, threads).reshape(-1)
+        fill_orthogonal(out, *plan.matrix, plan.a, plan.dtype, seed, stream, threads)
         return
     # float16 / bfloat16: the kernels write the rounded float32 values as bits
     bf16 = out.dtype.char == "E"  # _check_blob let only bfloat16 through with this char
@@ -155,23 +156,6 @@ def _fill_philox(out: np.ndarray, plan: FillPlan, seed: int, stream: int, offset
         _kernels.diagonal(bits, offset, *plan.diagonal, plan.a, threads, bf16)
     else:  # unitball
         _kernels.unitball(bits, seed, stream, offset, plan.row_len, threads, bf16)
-
-
-def _orthogonal(plan: FillPlan, seed: int, stream: int, threads: int) -> np.ndarray:
-    """``gain`` times the orthogonal factor Q of a float64 gaussian ``(rows, cols)`` matrix (of its
-    transpose when rows < cols), each column's sign made that of R's diagonal (torch's orthogonal_), in
-    float64, rounded to the blob's dtype."""
-    rows, cols = plan.matrix
-    draw = np.empty(rows * cols, np.float64)
-    _kernels.gaussian(draw, seed, stream, 0, 0.0, 1.0, -1.0, threads)
-    matrix = draw.reshape(rows, cols)
-    if rows < cols:
-        matrix = matrix.T
-    q, r = np.linalg.qr(matrix)
-    q *= np.where(np.diagonal(r) < 0, -1.0, 1.0)
-    if rows < cols:
-        q = q.T
-    return (q * plan.a).astype(plan.dtype)  # float32 for a half blob: its assignment rounds once more
 
 
 def _fill_contiguous(out: np.ndarray, plan: FillPlan, seed: int, stream: int, offset: int, threads: int,

@@ -98,7 +98,7 @@ class FillPlan:
         ``(o, o % per_group, center)`` of the blob seen as ``(O, in_channels, spatial)``.
     matrix : tuple of int or None
         orthogonal only: the ``(rows, cols)`` of the blob's matrix; its values are ``a`` times an orthogonal
-        matrix from the QR decomposition of a float64 gaussian draw.
+        matrix from the QR decomposition of a gaussian draw in ``dtype`` (see ``fillers._orthogonal``).
     """
 
     kind: str

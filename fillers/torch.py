@@ -141,5 +141,6 @@ def kaiming_normal_(tensor: Any, a: float = 0, mode: str = "fan_in", nonlinearit
 
 def orthogonal_(tensor: Any, gain: float = 1, generator: torch.Generator | None = None) -> Any:
     """A (semi-)orthogonal matrix times ``gain``, the tensor seen as (size(0), numel / size(0))
-    (``torch.nn.init.orthogonal_``): QR of a gaussian draw, signs corrected, in float64."""
+    (``torch.nn.init.orthogonal_``): the Q of a gaussian draw with R's diagonal positive (see the
+    ``orthogonal`` filler: CholeskyQR for clearly rectangular float32 matrices, Householder QR otherwise)."""
     return _fill(tensor, {"type": "orthogonal", "gain": gain}, generator)

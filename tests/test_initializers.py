@@ -14,7 +14,7 @@ from google.protobuf import text_format
 from scipy import special, stats
 
 import fillers
-from fillers import _kernels
+from fillers import _kernels, _orthogonal
 from fillers._params import resolve
 
 P_MIN = 1e-6
@@ -195,7 +195,7 @@ def test_truncated_gaussian_errors(filler, message):
 # ------------------------------------------------------------------------------------------------------
 # orthogonal, eye, dirac, identity
 
-@pytest.mark.parametrize("shape", [(64, 64), (32, 200), (300, 40), (16, 8, 3, 3)])
+@pytest.mark.parametrize("shape", [(64, 64), (32, 200), (300, 40), (16, 8, 3, 3), (64, 512), (700, 96)])
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
 def test_orthogonal_is_orthogonal_to_dtype_precision(shape, dtype):
     w = fillers.fill(np.empty(shape, dtype), {"type": "orthogonal", "gain": 2}, seed=4)
@@ -213,6 +213,40 @@ def test_orthogonal_is_haar_distributed():
     assert ks(w.ravel() ** 2, stats.beta(0.5, (n - 1) / 2)) > P_MIN
     # sign-corrected QR: without it, the diagonal of R would be all positive but Q's sign pattern biased
     assert abs(np.mean(np.sign(np.diagonal(w)))) < 6 / math.sqrt(n)
+
+
+@pytest.mark.parametrize("shape", [(96, 400), (400, 96)])
+def test_orthogonal_cholesky_path_is_the_sign_corrected_qr_factor(shape, monkeypatch):
+    # float32, m >= 2n, n >= 32: mixed-precision CholeskyQR.  R's diagonal is positive, so Q must equal the
+    # sign-corrected Householder factor of the same draw (elements 0 .. count - 1 of the float32 gaussian),
+    # up to float32 rounding: Q's entries are ~1/sqrt(400) = 0.05, so 1e-6 absolute is ~20 ulps of them.
+    w = fillers.fill(np.empty(shape, np.float32), {"type": "orthogonal", "gain": 1.5}, seed=6)
+    draw = np.empty(shape, np.float32)
+    _kernels.gaussian(draw.reshape(-1), 6, 0, 0, 0.0, 1.0, -1.0, 1)
+    tall = draw.T if shape[0] < shape[1] else draw
+    q = _orthogonal.householder_q(tall)
+    np.testing.assert_allclose(w, 1.5 * (q.T if shape[0] < shape[1] else q), rtol=0, atol=1.5e-6)
+    monkeypatch.setattr(_orthogonal, "CHOLESKY_KAPPA_MAX", 0.0)  # every draw falls back to Householder
+    householder = fillers.fill(np.empty(shape, np.float32), {"type": "orthogonal", "gain": 1.5}, seed=6)
+    np.testing.assert_allclose(w, householder, rtol=0, atol=1.5e-6)
+
+
+def test_orthogonal_cholesky_refuses_ill_conditioned_draws():
+    b = np.random.default_rng(0).standard_normal((400, 100))
+    assert _orthogonal.cholesky_inverse_factor(b.astype(np.float32)) is not None  # kappa(b) about 3
+    b[:, 5] = b[:, 4] + 1e-4 * b[:, 5]  # kappa(b) about 2e4
+    assert _orthogonal.cholesky_inverse_factor(b.astype(np.float32)) is None
+    b[:, 5] = b[:, 4]  # singular: Cholesky itself fails
+    assert _orthogonal.cholesky_inverse_factor(b) is None
+
+
+def test_orthogonal_wide_float32_is_haar_distributed():
+    # The rows of a Haar (k x m) frame are uniform on the sphere of R^m: x^2 ~ Beta(1/2, (m - 1)/2) for
+    # every entry (the CholeskyQR path).
+    k, m = 64, 400
+    w = fillers.fill(np.empty((k, m), np.float32), "orthogonal", seed=9).astype(np.float64)
+    assert ks(w.ravel() ** 2, stats.beta(0.5, (m - 1) / 2)) > P_MIN
+    assert abs(np.mean(np.sign(w))) < 6 / math.sqrt(w.size)
 
 
 def test_orthogonal_keras_layout_and_pieces():
