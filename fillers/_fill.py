@@ -11,7 +11,7 @@ import numpy as np
 from fillers import _dlpack, _kernels
 from fillers.errors import ArrayError, FillerError
 from fillers._orthogonal import fill_orthogonal
-from fillers._params import CAFFE_TYPES, FillerLike, FillPlan, as_filler_parameter, resolve
+from fillers._params import CAFFE_TYPES, FillerLike, FillerParameter, FillPlan, as_filler_parameter, resolve
 from fillers.seeds import Philox, SeedLike, key_of
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -156,6 +156,25 @@ def _fill_philox(out: np.ndarray, plan: FillPlan, seed: int, stream: int, offset
         _kernels.diagonal(bits, offset, *plan.diagonal, plan.a, threads, bf16)
     else:  # unitball
         _kernels.unitball(bits, seed, stream, offset, plan.row_len, threads, bf16)
+
+
+def fill_validated(out: np.ndarray, plan: FillPlan, seed: int, threads: int | None = None) -> None:
+    """Fill a whole blob with a resolved plan from stream 0 of ``seed``: what :func:`fill` does once it has
+    validated its arguments, for callers that did (``fillers.torch``'s fast path).
+
+    ``out`` is a C-contiguous, aligned, writable, non-empty array of one of :data:`DTYPE_NAMES` whose shape is
+    the one ``plan`` was resolved for (by :func:`philox_plan`), with the plan's dtype (float32 for a half
+    blob).
+    """
+    _fill_philox(out.reshape(-1), plan, seed, 0, 0, _check_threads(threads))
+
+
+def philox_plan(param: FillerParameter, shape: tuple[int, ...], dtype: Any) -> FillPlan:
+    """``resolve(param, shape, dtype)``, checked for the counter-based stream (the errors :func:`fill`
+    raises for that filler and shape)."""
+    plan = resolve(param, shape, dtype)
+    _check_philox(plan)
+    return plan
 
 
 def _fill_contiguous(out: np.ndarray, plan: FillPlan, seed: int, stream: int, offset: int, threads: int,

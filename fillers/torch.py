@@ -28,10 +28,11 @@ from __future__ import annotations
 import functools
 from typing import Any
 
+import numpy as np
 import torch
 
-from fillers._fill import fill
-from fillers._params import FillerParameter
+from fillers._fill import fill, fill_validated, philox_plan
+from fillers._params import FillerParameter, FillPlan
 
 __all__ = [
     "constant_", "dirac_", "eye_", "kaiming_normal_", "kaiming_uniform_", "normal_", "ones_", "orthogonal_",
@@ -53,13 +54,60 @@ def _parameter(fields: tuple) -> FillerParameter:
     return FillerParameter(**dict(fields))
 
 
+@functools.lru_cache(maxsize=1024)
+def _plan(fields: tuple, shape: tuple[int, ...], dtype: type) -> FillPlan:
+    """The checked plan of a filler for a whole blob, made once per (filler, shape, dtype)."""
+    return philox_plan(_parameter(fields), shape, dtype)
+
+
+def _fast_dtypes() -> dict:
+    """torch dtype -> (numpy dtype of the fast path's view, the dtype the fill computes in); bfloat16 where
+    ml_dtypes is installed (elsewhere the generic path says it is needed)."""
+    dtypes = {torch.float32: (np.dtype(np.float32), np.float32), torch.float64: (np.dtype(np.float64), np.float64),
+              torch.float16: (np.dtype(np.float16), np.float32)}
+    try:
+        import ml_dtypes
+    except ImportError:
+        return dtypes
+    dtypes[torch.bfloat16] = (np.dtype(ml_dtypes.bfloat16), np.float32)
+    return dtypes
+
+
+_FAST_DTYPES = _fast_dtypes()
+
+
+def _fast_view(tensor: torch.Tensor) -> np.ndarray | None:
+    """A numpy view of a non-empty, contiguous CPU tensor of a fillable dtype (bfloat16 through its bits),
+    or None: anything else goes through :func:`fillers.fill`, which validates and explains."""
+    dtypes = _FAST_DTYPES.get(tensor.dtype)
+    if dtypes is None or tensor.device.type != "cpu" or not tensor.is_contiguous() or tensor.numel() == 0:
+        return None
+    try:
+        if tensor.dtype == torch.bfloat16:
+            return tensor.view(torch.int16).numpy().view(dtypes[0])
+        return tensor.numpy()
+    except (RuntimeError, TypeError):  # conjugate/negative views, tensor subclasses ...
+        return None
+
+
 def _fill(tensor: Any, filler: dict, generator: torch.Generator | None = None, draws: bool = True) -> Any:
     target = tensor.detach() if isinstance(tensor, torch.Tensor) else tensor
+    fields = tuple(filler.items())
+    seed = _key(generator) if draws else 0
+    view = _fast_view(target) if isinstance(target, torch.Tensor) else None
+    if view is not None:
+        try:
+            plan = _plan(fields, view.shape, _FAST_DTYPES[target.dtype][1])
+        except (TypeError, ValueError):  # a bad value: fill() below raises the error, naming it
+            pass
+        else:
+            fill_validated(view, plan, seed)
+            return tensor
     try:
-        param = _parameter(tuple(filler.items()))
+        param = _parameter(fields)
     except (TypeError, ValueError):  # a value protobuf refuses (wrong type, out of range): fill names it
         param = filler
-    fill(target, param, seed=_key(generator) if draws else 0)
+    fill(target, param, seed=seed)
     return tensor
 
 

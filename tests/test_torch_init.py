@@ -70,3 +70,49 @@ def test_errors_as_torch():
         init.kaiming_uniform_(torch.empty(3, 3), mode="fan_avg")
     with pytest.raises(ValueError, match="at least 2 axes"):
         init.xavier_uniform_(torch.empty(5))
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64", "float16", "bfloat16"])
+@pytest.mark.parametrize("name", ["uniform_", "trunc_normal_", "orthogonal_", "constant_", "dirac_"])
+def test_fast_path_equals_fill(name, dtype):
+    # Contiguous CPU tensors skip fill()'s generic checks (numpy view, cached plan); the values must be
+    # fill()'s, and a non-contiguous view (the generic path) gets the same values as a contiguous tensor.
+    pytest.importorskip("ml_dtypes", reason="bfloat16 needs ml_dtypes (pip install ml_dtypes)")
+    import fillers
+
+    kwargs = {**RANDOM, **FIXED}[name]
+    t = getattr(torch, dtype)
+    torch.manual_seed(5)
+    fast = getattr(init, name)(torch.empty(SHAPE, dtype=t), **kwargs)
+    torch.manual_seed(5)
+    strided = getattr(init, name)(torch.empty(tuple(reversed(SHAPE)), dtype=t).permute(3, 2, 1, 0), **kwargs)
+    assert not strided.is_contiguous() and torch.equal(fast, strided)
+    torch.manual_seed(5)
+    seed = int(torch.randint(-(2**63), 2**63 - 1, (1,)).item()) & (2**64 - 1) if name in RANDOM else 0
+    generic = fillers.fill(torch.empty(SHAPE, dtype=t), init._parameter(tuple(_filler_of(name, kwargs).items())),
+                           seed=seed)
+    assert torch.equal(fast, generic)
+
+
+def _filler_of(name, kwargs):
+    """The filler dict fillers.torch builds for these calls (what _fill receives)."""
+    return {"uniform_": {"type": "uniform", "min": kwargs.get("a"), "max": kwargs.get("b")},
+            "trunc_normal_": {"type": "truncated_gaussian", "mean": kwargs.get("mean"), "std": kwargs.get("std"),
+                              "lower": kwargs.get("a"), "upper": kwargs.get("b")},
+            "orthogonal_": {"type": "orthogonal", "gain": kwargs.get("gain")},
+            "constant_": {"type": "constant", "value": kwargs.get("val")},
+            "dirac_": {"type": "dirac", "groups": kwargs.get("groups")}}[name]
+
+
+def test_fast_path_keeps_the_errors():
+    import fillers
+
+    with pytest.raises(fillers.FillerError, match="std"):
+        init.normal_(torch.empty(4, 4), std=-1.0)
+    with pytest.raises(fillers.FillerError, match="std"):  # a cached plan for another std does not hide it
+        init.normal_(torch.empty(4, 4), std=1.0)
+        init.normal_(torch.empty(4, 4), std=-1.0)
+    with pytest.raises(TypeError, match="dtype"):
+        init.uniform_(torch.empty(4, 4, dtype=torch.int32))
+    with pytest.raises(fillers.FillerError, match="groups"):
+        init.dirac_(torch.empty(6, 4, 3), groups=4)
