@@ -47,15 +47,15 @@ cdef extern from "src/philox_fill.h" nogil:
 cdef extern from "src/common.h" nogil:
     enum:
         FL_ROWS_AT_ONCE
-    void fl_constant_f32(int64_t n, float value, float *out) noexcept
-    void fl_constant_f64(int64_t n, double value, double *out) noexcept
-    void fl_constant_u16(int64_t n, uint16_t value, uint16_t *out) noexcept
+    void fl_constant_f32(int64_t n, float value, int streaming, float *out) noexcept
+    void fl_constant_f64(int64_t n, double value, int streaming, double *out) noexcept
+    void fl_constant_u16(int64_t n, uint16_t value, int streaming, uint16_t *out) noexcept
     void fl_diagonal_f32(int64_t first, int64_t n, int64_t in_channels, int64_t spatial, int64_t center,
-                         int64_t per_group, float value, float *out) noexcept
+                         int64_t per_group, float value, int streaming, float *out) noexcept
     void fl_diagonal_f64(int64_t first, int64_t n, int64_t in_channels, int64_t spatial, int64_t center,
-                         int64_t per_group, double value, double *out) noexcept
+                         int64_t per_group, double value, int streaming, double *out) noexcept
     void fl_diagonal_u16(int64_t first, int64_t n, int64_t in_channels, int64_t spatial, int64_t center,
-                         int64_t per_group, uint16_t value, uint16_t *out) noexcept
+                         int64_t per_group, uint16_t value, int streaming, uint16_t *out) noexcept
     void fl_bilinear_f32(int64_t first, int64_t n, int64_t k, float *out) noexcept
     void fl_bilinear_f64(int64_t first, int64_t n, int64_t k, double *out) noexcept
     void fl_normalize_rows_f32(float *data, int64_t rows, int64_t row_len) noexcept

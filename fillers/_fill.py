@@ -164,9 +164,11 @@ def fill_validated(out: np.ndarray, plan: FillPlan, seed: int, threads: int | No
 
     ``out`` is a C-contiguous, aligned, writable, non-empty array of one of :data:`DTYPE_NAMES` whose shape is
     the one ``plan`` was resolved for (by :func:`philox_plan`), with the plan's dtype (float32 for a half
-    blob).
+    blob).  A blob of one chunk (``_kernels.CHUNK`` elements) runs on the calling thread whatever
+    ``threads`` says, without looking the default up.
     """
-    _fill_philox(out.reshape(-1), plan, seed, 0, 0, _check_threads(threads))
+    nthreads = 1 if out.size <= _kernels.CHUNK else _check_threads(threads)
+    _fill_philox(out.reshape(-1), plan, seed, 0, 0, nthreads)
 
 
 def philox_plan(param: FillerParameter, shape: tuple[int, ...], dtype: Any) -> FillPlan:

@@ -42,6 +42,10 @@ ctypedef fused element:
 # next to a chunk's work (~20 us).
 CHUNK = 1 << 15
 cdef int64_t _CHUNK = CHUNK
+#: constant and diagonal blobs of at least this many bytes are written with non-temporal stores: past the
+#: caches, a store that bypasses them saves the read of each line (glibc's memset switches to such stores
+#: at a few MiB too); smaller blobs stay in cache for whatever reads them next.
+STREAM_BYTES = 8 << 20
 
 #: Environment variable that forces a dispatch path: ``scalar``, ``avx2``, ``avx512`` or ``auto``.
 SIMD_ENV = "FILLERS_SIMD"
@@ -70,6 +74,7 @@ cdef struct Params:
     int64_t center
     int64_t per_group
     int half                    # uint16_t output: FL_HALF_F16 or FL_HALF_BF16
+    int streaming               # constant, diagonal: non-temporal stores (a blob of >= STREAM_BYTES)
 
 
 # The element type of a job's output.
@@ -102,9 +107,9 @@ cdef inline void _run_chunk(Op op, const Params *p, int64_t first, int64_t n, re
         elif op == OP_TRUNCATED:
             fl_philox_truncated_f32(&p.key, first, n, &p.trunc, out)
         elif op == OP_DIAGONAL:
-            fl_diagonal_f32(first, n, p.in_channels, p.spatial, p.center, p.per_group, <float>p.a, out)
+            fl_diagonal_f32(first, n, p.in_channels, p.spatial, p.center, p.per_group, <float>p.a, p.streaming, out)
         elif op == OP_CONSTANT:
-            fl_constant_f32(n, <float>p.a, out)
+            fl_constant_f32(n, <float>p.a, p.streaming, out)
         else:
             fl_bilinear_f32(first, n, p.k, out)
     else:
@@ -121,9 +126,9 @@ cdef inline void _run_chunk(Op op, const Params *p, int64_t first, int64_t n, re
         elif op == OP_TRUNCATED:
             fl_philox_truncated_f64(&p.key, first, n, &p.trunc, out)
         elif op == OP_DIAGONAL:
-            fl_diagonal_f64(first, n, p.in_channels, p.spatial, p.center, p.per_group, p.a, out)
+            fl_diagonal_f64(first, n, p.in_channels, p.spatial, p.center, p.per_group, p.a, p.streaming, out)
         elif op == OP_CONSTANT:
-            fl_constant_f64(n, p.a, out)
+            fl_constant_f64(n, p.a, p.streaming, out)
         else:
             fl_bilinear_f64(first, n, p.k, out)
 
@@ -141,9 +146,9 @@ cdef void _run_chunk_half(Op op, const Params *p, int64_t first, int64_t n, uint
     if op == OP_CONSTANT or op == OP_DIAGONAL:
         fl_round_half(&value, 1, p.half, &bits)
         if op == OP_CONSTANT:
-            fl_constant_u16(n, bits, out)
+            fl_constant_u16(n, bits, p.streaming, out)
         else:
-            fl_diagonal_u16(first, n, p.in_channels, p.spatial, p.center, p.per_group, bits, out)
+            fl_diagonal_u16(first, n, p.in_channels, p.spatial, p.center, p.per_group, bits, p.streaming, out)
         return
     while j < n:
         m = min(<int64_t>FL_HALF_TILE, n - j)
@@ -192,6 +197,7 @@ cdef inline Params _params(uint64_t seed, uint64_t stream, double a, double b, d
     p.b = b
     p.sparse_p = sparse_p
     p.k = k
+    p.streaming = 0
     return p
 
 
@@ -287,6 +293,7 @@ def diagonal(element[::1] out, int64_t first, int64_t in_channels, int64_t spati
     p.spatial = spatial
     p.center = center
     p.per_group = per_group
+    p.streaming = out.shape[0] * out.itemsize >= STREAM_BYTES
     with nogil:
         _run(OP_DIAGONAL, &p, out, first, _CHUNK, threads)
 
@@ -294,6 +301,7 @@ def diagonal(element[::1] out, int64_t first, int64_t in_channels, int64_t spati
 def constant(element[::1] out, double value, int threads, bint bf16=False):
     """Every element set to ``value``."""
     cdef Params p = _params(0, 0, value, 0, -1, 0, bf16)
+    p.streaming = out.shape[0] * out.itemsize >= STREAM_BYTES
     with nogil:
         _run(OP_CONSTANT, &p, out, 0, _CHUNK, threads)
 

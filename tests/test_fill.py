@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import fillers
-from fillers import FillerParameter
+from fillers import FillerParameter, _kernels
 
 ALL_TYPES = ["constant", "uniform", "gaussian", "positive_unitball", "xavier", "msra", "bilinear"]
 DTYPES = [np.float32, np.float64]
@@ -318,3 +318,23 @@ def test_any_filler_dict_fills_or_fails_cleanly(fields, shape, dtype):
         assert np.all(blob == 42.0)  # nothing written
     else:
         assert np.all(np.isfinite(blob))
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64", "float16"])
+@pytest.mark.parametrize("value", [0.75, 0.0, -0.0])
+def test_streamed_constant_and_diagonal_write_every_element(dtype, value):
+    # Blobs of >= _kernels.STREAM_BYTES are written with non-temporal stores over their 16-byte-aligned body:
+    # a start one element past the alignment and an odd length exercise the head and the tail; the elements
+    # around the view stay untouched, and -0.0 keeps its sign (it is not the memset zero).
+    n = _kernels.STREAM_BYTES // np.dtype(dtype).itemsize + 3
+    base = np.full(n + 2, 9.0, dtype)
+    view = base[1:-1]
+    assert view.ctypes.data % 16 and view.nbytes >= _kernels.STREAM_BYTES
+    fillers.fill(view, {"type": "constant", "value": value})
+    assert base[0] == base[-1] == 9.0
+    assert (view == value).all() and (np.signbit(view) == np.signbit(value)).all()
+    side = int(math.sqrt(n))
+    eye = np.full((side, side + 1), 9.0, dtype)
+    fillers.fill(eye, {"type": "eye", "gain": 0.75}, threads=2)
+    np.testing.assert_array_equal(eye, 0.75 * np.eye(side, side + 1, dtype=dtype))
+    assert eye.nbytes >= _kernels.STREAM_BYTES

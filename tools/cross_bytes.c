@@ -43,8 +43,8 @@ static void work(void *ctx, int64_t begin, int64_t end)
     case 5: fl_bilinear_f64(begin, n, 70, j->f64 + begin); break;
     case 6: fl_philox_truncated_f32(&j->key, begin, n, &trunc_mid, j->f32 + begin); break;
     case 7: fl_philox_truncated_f64(&j->key, begin, n, &trunc_mid, j->f64 + begin); break;
-    case 8: fl_diagonal_f32(begin, n, 17, 9, 4, 31, 1.5f, j->f32 + begin); break;
-    default: fl_diagonal_f64(begin, n, 17, 9, 4, 31, 1.5, j->f64 + begin); break;
+    case 8: fl_diagonal_f32(begin, n, 17, 9, 4, 31, 1.5f, 0, j->f32 + begin); break;
+    default: fl_diagonal_f64(begin, n, 17, 9, 4, 31, 1.5, 0, j->f64 + begin); break;
     }
 }
 

@@ -3,6 +3,10 @@
 #include "common.h"
 #include "platform.h"
 
+#if FL_X86_SIMD
+#include <emmintrin.h>
+#endif
+
 /* Kernels of up to this many elements per K x K plane are built once per call (tiled) and copied. */
 #define FL_BILINEAR_PLANE_MAX 4096
 
@@ -11,11 +15,61 @@
  * bytes. */
 #define FL_CLONES FL_TARGET_CLONES("avx512f", "avx2", "default")
 
-#define FL_DEFINE_CONSTANT(SUFFIX, T)                                   \
-    void fl_constant_##SUFFIX(int64_t n, T value, T *out)              \
-    {                                                                   \
-        for (int64_t i = 0; i < n; ++i)                                 \
-            out[i] = value;                                             \
+/* Non-temporal (cache-bypassing) stores of a 16-byte pattern over the 16-byte-aligned body of
+ * [out, out + bytes): *body bytes from out + *head (the caller writes the *head bytes before it and the
+ * tail after it).  A write-only pass over a blob larger than the caches then moves each byte to memory once,
+ * instead of reading every cache line before overwriting it; x86-64 only (SSE2 is part of it), elsewhere
+ * nothing is streamed. */
+static void fl_stream_pattern(unsigned char *out, int64_t bytes, const unsigned char *pattern, int64_t *head,
+                              int64_t *body)
+{
+#if FL_X86_SIMD
+    const __m128i v = _mm_loadu_si128((const __m128i *)pattern);
+    int64_t skip = (int64_t)((16 - ((uintptr_t)out & 15)) & 15);
+    if (skip > bytes)
+        skip = bytes;
+    const int64_t whole = (bytes - skip) & ~(int64_t)15;
+    for (int64_t i = skip; i < skip + whole; i += 16)
+        _mm_stream_si128((__m128i *)(out + i), v);
+    _mm_sfence(); /* the streamed lines are globally visible before the pool reports the piece done */
+    *head = skip;
+    *body = whole;
+#else
+    (void)out;
+    (void)bytes;
+    (void)pattern;
+    *head = 0;
+    *body = 0;
+#endif
+}
+
+/* out[0 .. n) = value.  streaming: non-temporal stores (see above) for blobs larger than the caches; an
+ * all-zero value (+0.0) otherwise goes to memset.  Elements are aligned to their size, so the 16-byte body
+ * starts on an element boundary and the pattern (value repeated) lines up with the elements. */
+#define FL_DEFINE_CONSTANT(SUFFIX, T)                                                                    \
+    void fl_constant_##SUFFIX(int64_t n, T value, int streaming, T *out)                                \
+    {                                                                                                    \
+        int64_t begin = 0, end = n;                                                                      \
+        if (streaming) {                                                                                 \
+            T pattern[16 / sizeof(T)];                                                                   \
+            int64_t head, body;                                                                          \
+            for (size_t i = 0; i < 16 / sizeof(T); ++i)                                                  \
+                pattern[i] = value;                                                                      \
+            fl_stream_pattern((unsigned char *)out, n * (int64_t)sizeof(T), (const unsigned char *)pattern, \
+                              &head, &body);                                                             \
+            if (body) {                                                                                  \
+                for (int64_t i = 0; i < head / (int64_t)sizeof(T); ++i)                                  \
+                    out[i] = value;                                                                      \
+                begin = (head + body) / (int64_t)sizeof(T);                                              \
+            }                                                                                            \
+        }                                                                                                \
+        const T zero = 0;                                                                                \
+        if (memcmp(&value, &zero, sizeof(T)) == 0) {                                                     \
+            memset(out + begin, 0, (size_t)(end - begin) * sizeof(T));                                   \
+            return;                                                                                      \
+        }                                                                                                \
+        for (int64_t i = begin; i < end; ++i)                                                            \
+            out[i] = value;                                                                              \
     }
 
 /* Caffe's BilinearFiller (BVLC master): f = ceil(K / 2.), c = Dtype((K - 1) / (2. * f)), then
@@ -97,10 +151,10 @@
 
 #define FL_DEFINE_DIAGONAL(SUFFIX, T)                                                                    \
     void fl_diagonal_##SUFFIX(int64_t first, int64_t n, int64_t in_channels, int64_t spatial, int64_t center, \
-                              int64_t per_group, T value, T *out)                                        \
+                              int64_t per_group, T value, int streaming, T *out)                         \
     {                                                                                                    \
         const int64_t row = in_channels * spatial, end = first + n;                                      \
-        memset(out, 0, (size_t)n * sizeof(T));                                                           \
+        fl_constant_##SUFFIX(n, 0, streaming, out);                                                      \
         if (row == 0)                                                                                    \
             return;                                                                                      \
         for (int64_t o = first / row; o * row < end; ++o) {                                              \
