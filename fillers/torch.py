@@ -77,17 +77,19 @@ _FAST_DTYPES = _fast_dtypes()
 
 
 def _fast_view(tensor: torch.Tensor) -> np.ndarray | None:
-    """A numpy view of a non-empty, contiguous CPU tensor of a fillable dtype (bfloat16 through its bits),
-    or None: anything else goes through :func:`fillers.fill`, which validates and explains."""
+    """A numpy view of a non-empty, contiguous, aligned CPU tensor of a fillable dtype (bfloat16 through its
+    bits), or None: anything else goes through :func:`fillers.fill`, which validates and explains."""
     dtypes = _FAST_DTYPES.get(tensor.dtype)
     if dtypes is None or tensor.device.type != "cpu" or not tensor.is_contiguous() or tensor.numel() == 0:
         return None
     try:
         if tensor.dtype == torch.bfloat16:
-            return tensor.view(torch.int16).numpy().view(dtypes[0])
-        return tensor.numpy()
+            view = tensor.view(torch.int16).numpy().view(dtypes[0])
+        else:
+            view = tensor.numpy()
     except (RuntimeError, TypeError):  # conjugate/negative views, tensor subclasses ...
         return None
+    return view if view.flags.aligned else None  # torch.frombuffer at an odd offset: fill() copies
 
 
 def _fill(tensor: Any, filler: dict, generator: torch.Generator | None = None, draws: bool = True) -> Any:

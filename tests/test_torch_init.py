@@ -104,6 +104,14 @@ def _filler_of(name, kwargs):
             "dirac_": {"type": "dirac", "groups": kwargs.get("groups")}}[name]
 
 
+def test_misaligned_tensor_filled_like_an_aligned_one():
+    memory = bytearray(4 * 1001)
+    torch.manual_seed(2)
+    odd = init.uniform_(torch.frombuffer(memory, dtype=torch.float32, offset=1, count=1000))
+    torch.manual_seed(2)
+    assert torch.equal(odd, init.uniform_(torch.empty(1000)))
+
+
 def test_fast_path_keeps_the_errors():
     import fillers
 
