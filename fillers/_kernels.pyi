@@ -9,6 +9,7 @@ _Real = TypeVar("_Real", np.float32, np.float64)
 _Element = TypeVar("_Element", np.float32, np.float64, np.uint16)
 
 CHUNK: int
+STREAM_BYTES: int
 SIMD_ENV: str
 
 def philox4x32_10(counter: Sequence[int], key: Sequence[int]) -> list[int]: ...
