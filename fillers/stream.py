@@ -9,7 +9,9 @@ written with ``write``, so they count in the page cache, not in the process's re
 - ``.h5``: h5py lays out the file with every dataset contiguous and allocated (no fill values written), then
   each dataset's bytes are written at the offset HDF5 gave it (a 0-axis blob's one value through h5py);
 - ``.npz``: a stored (uncompressed) zip, as ``numpy.savez`` writes, each member's ``.npy`` header then its
-  values through ``zipfile``'s streaming member writer.
+  values through ``zipfile``'s streaming member writer;
+- ``.npy`` folder: each blob's file made by ``numpy.lib.format.open_memmap``, then filled piece by piece
+  straight into a mapping of that piece alone, unmapped before the next (the resident set holds one piece).
 """
 from __future__ import annotations
 
@@ -22,8 +24,9 @@ from typing import Callable, Iterable, Iterator, Mapping, Sequence
 import numpy as np
 
 from fillers import caffe_pb2
-from fillers.caffemodel import Blob, CaffemodelWriter, blob_pieces, check_caffemodel_size, write_blob
-from fillers.io import _NPZ_METADATA, _ORDER_KEY, _format, _optional, atomic_write, caffemodel_layers, check_layer_names
+from fillers.caffemodel import Blob, CaffemodelWriter, ChunkedBlob, blob_pieces, check_caffemodel_size, write_blob
+from fillers.io import (_NPZ_METADATA, _ORDER_KEY, _format, _optional, atomic_write, caffemodel_layers, check_dtype,
+                        check_layer_names, npy_folder)
 
 __all__ = ["write_streamed"]
 
@@ -94,6 +97,7 @@ def write_streamed(path: str | os.PathLike, shapes: Shapes, dtype: np.dtype, lay
     fmt = _format(path)
     check_layer_names(path, fmt, shapes)
     dtype = np.dtype(dtype)
+    check_dtype(path, fmt, dtype)
     layers = _checked(layers, shapes)
     counter = _Counter(sum(math.prod(s) for blob_shapes in shapes.values() for s in blob_shapes) * dtype.itemsize,
                        progress)
@@ -104,6 +108,8 @@ def write_streamed(path: str | os.PathLike, shapes: Shapes, dtype: np.dtype, lay
         _write_safetensors(path, shapes, dtype, layers, counter, metadata)
     elif fmt == ".h5":
         _write_h5(path, shapes, dtype, layers, counter, metadata)
+    elif fmt == ".npy":
+        _write_npy_folder(path, shapes, layers, counter, metadata)
     else:
         _write_npz(path, dtype, layers, counter, metadata)
 
@@ -134,7 +140,7 @@ def _write_safetensors(path, shapes: Shapes, dtype: np.dtype, layers, counter: _
                        metadata: dict[str, str]) -> None:
     """The safetensors layout: an 8-byte little-endian header size, the JSON header (padded with spaces to a
     multiple of 8 bytes, so the data is aligned), then every tensor's bytes back to back in header order."""
-    name = {np.dtype(np.float32): "F32", np.dtype(np.float64): "F64"}[dtype]
+    name = {"float32": "F32", "float64": "F64", "float16": "F16", "bfloat16": "BF16"}[dtype.name]
     header: dict[str, object] = {"__metadata__": {**metadata, _ORDER_KEY: json.dumps(list(shapes))}}
     offset = 0
     for key, blob_shapes in shapes.items():
@@ -186,3 +192,36 @@ def _write_npz(path, dtype: np.dtype, layers, counter: _Counter, metadata: dict[
                     header = {"descr": descr, "fortran_order": False, "shape": tuple(blob.shape)}
                     np.lib.format.write_array_header_1_0(member, header)
                     _write_all(member, [blob], counter)
+
+
+#: Elements of an array blob (a Caffe-stream blob, copied weights) mapped and copied at once into a ``.npy``.
+_COPY_BYTES = 32 << 20
+
+
+def _write_npy_folder(path, shapes: Shapes, layers, counter: _Counter, metadata: dict[str, str]) -> None:
+    """A ``.npy`` folder (:func:`fillers.io.npy_folder`): each blob's file is created by ``open_memmap``
+    (header, then the file sized, nothing touched), then every piece is mapped alone, filled (a ChunkedBlob's
+    piece straight into the mapping; an array's copied) and unmapped, so the resident set never holds more than
+    one piece of the file; the folder is synced before it is moved into place."""
+    with npy_folder(path, {key: len(blob_shapes) for key, blob_shapes in shapes.items()}, metadata) as blob_file:
+        for key, blobs in layers:
+            for i, blob in enumerate(blobs):
+                where = blob_file(key, i)
+                dtype = np.dtype(blob.dtype)
+                created = np.lib.format.open_memmap(where, mode="w+", dtype=dtype, shape=tuple(blob.shape))
+                offset = created.offset
+                del created  # unmapped untouched: the pieces map their own windows
+                if isinstance(blob, ChunkedBlob):
+                    pieces, values = blob.pieces(), None
+                else:
+                    values = np.ascontiguousarray(blob).reshape(-1)
+                    step = max(1, _COPY_BYTES // dtype.itemsize)
+                    pieces = ((start, min(step, values.size - start)) for start in range(0, values.size, step))
+                for start, count in pieces:
+                    window = np.memmap(where, dtype, "r+", offset + start * dtype.itemsize, (count,))
+                    if values is None:
+                        blob.fill(window, start)
+                    else:
+                        window[...] = values[start:start + count]
+                    del window  # munmap: the piece's pages leave the resident set (they stay in the page cache)
+                    counter(count * dtype.itemsize)
