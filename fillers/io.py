@@ -197,11 +197,11 @@ def check_dtype(path: PathLike, fmt: str, dtype: np.dtype) -> None:
     bfloat16 in ``.h5`` (HDF5 has no bfloat16 type: h5py would store opaque 2-byte records)."""
     name = np.dtype(dtype).name
     if fmt == ".caffemodel" and name in ("float16", "bfloat16"):
-        raise FileFormatError(os.fspath(path), "caffemodel", f"{name}: a BlobProto holds float32 (data) or float64 "
-                              "(double_data) values only; use .safetensors, .npz, .npy or .h5, or float32")
+        raise FileFormatError(os.fspath(path), "caffemodel", f"no place for {name} values: a BlobProto holds float32 "
+                              "(data) or float64 (double_data) only; use .safetensors, .npz, .npy or .h5, or float32")
     if fmt == ".h5" and name == "bfloat16":
-        raise FileFormatError(os.fspath(path), "h5", "bfloat16: HDF5 has no bfloat16 type (h5py would store opaque "
-                              "2-byte records); use .safetensors, .npz or .npy, or float16")
+        raise FileFormatError(os.fspath(path), "h5", "no place for bfloat16 values: HDF5 has no bfloat16 type (h5py "
+                              "would store opaque 2-byte records); use .safetensors, .npz or .npy, or float16")
 
 
 def _half_from_storage(array: np.ndarray) -> np.ndarray:

@@ -115,8 +115,8 @@ def write_streamed(path: str | os.PathLike, shapes: Shapes, dtype: np.dtype, lay
 
 
 def _write_all(handle, blobs: Sequence[Blob], counter: _Counter) -> None:
-    for blob in blobs:
-        write_blob(handle.write, blob, counter)
+    for blob in blobs:  # as bytes: a bfloat16 array has no buffer format ('E')
+        write_blob(lambda piece: handle.write(piece.view(np.uint8)), blob, counter)
 
 
 def _write_caffemodel(path, shapes: Shapes, dtype: np.dtype, layers, net, phase, counter: _Counter) -> None:
