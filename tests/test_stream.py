@@ -1,6 +1,7 @@
 """Out-of-core fills: fill_net(..., out=path) streams every blob into the file, bit-identical to the in-memory
 fill, with bounded memory; progress reports bytes."""
 import io
+import json
 import os
 import subprocess
 import sys
@@ -15,7 +16,7 @@ from fillers import FileFormatError, NetParameter, cli, fill_net, load
 
 LENET = Path(__file__).resolve().parents[1] / "examples" / "lenet.prototxt"
 
-FORMATS = [".caffemodel", ".safetensors", ".h5", ".npz"]
+FORMATS = [".caffemodel", ".safetensors", ".h5", ".npz", ".npy"]
 
 # Every kind of blob: fillers that depend on the whole shape (xavier, sparse gaussian, positive_unitball rows,
 # bilinear), a shared blob with PERMISSIVE reshaping, values written in the net, a repeated layer name,
@@ -145,6 +146,41 @@ def test_a_streamed_fill_keeps_memory_bounded(tmp_path, suffix):
                                text=True, cwd=tmp_path).stdout)  # outside the source tree (the sdist's tests)
     assert (tmp_path / f"b{suffix}").stat().st_size > 256 << 20
     assert grown < 96 << 20, f"peak RSS grew by {grown / 2**20:.0f} MiB"
+
+
+STATUS_SCRIPT = textwrap.dedent("""
+    import json, sys
+    import fillers
+
+    def status():
+        with open("/proc/self/status") as lines:
+            fields = dict(line.split(":", 1) for line in lines)
+        return {key: int(fields[key].split()[0]) * 1024 for key in ("VmRSS", "VmHWM", "RssAnon", "RssFile")}
+
+    fillers.fill_net(sys.argv[1], seed=0, out=sys.argv[2])  # warm up: imports, threads, first fill
+    with open("/proc/self/clear_refs", "w") as handle:
+        handle.write("5")  # the peak (VmHWM) starts again from the resident set now
+    before = status()
+    fillers.fill_net(sys.argv[3], seed=0, out=sys.argv[4])
+    print(json.dumps({"before": before, "after": status()}))
+""")
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/clear_refs"), reason="reads Linux's /proc/self/status")
+def test_a_streamed_npy_folder_maps_one_piece_at_a_time(tmp_path):
+    """A 256 MiB blob filled into a .npy folder through open_memmap: the peak resident set (file pages of the
+    mapping included) grows by far less than the blob, and the mapping is gone afterwards."""
+    small = tmp_path / "small.prototxt"
+    small.write_text(BIG % (16, 16))
+    big = tmp_path / "big.prototxt"
+    big.write_text(BIG % (1 << 13, 1 << 13))
+    out = subprocess.run([sys.executable, "-c", STATUS_SCRIPT, str(small), str(tmp_path / "s.npy"), str(big),
+                          str(tmp_path / "b.npy")], check=True, capture_output=True, text=True, cwd=tmp_path).stdout
+    before, after = json.loads(out)["before"], json.loads(out)["after"]
+    assert (tmp_path / "b.npy" / "ip" / "0.npy").stat().st_size > 256 << 20
+    peak = after["VmHWM"] - before["VmRSS"]
+    assert peak < 96 << 20, f"peak RSS grew by {peak / 2**20:.0f} MiB: {out}"
+    assert after["RssFile"] - before["RssFile"] < 16 << 20, f"file pages still mapped: {out}"
 
 
 def test_cli_prints_a_summary_line_when_stderr_is_not_a_terminal(tmp_path, capsys):
