@@ -55,13 +55,30 @@ def assert_same(got: dict, want: dict) -> None:
             assert a.dtype == b.dtype and a.tobytes() == b.tobytes(), key
 
 
+def half_or_skip(dtype):
+    """The dtype; bfloat16 needs ml_dtypes (skipped with the reason where it is absent)."""
+    if dtype == "bfloat16":
+        pytest.importorskip("ml_dtypes", reason="bfloat16 needs ml_dtypes (pip install ml_dtypes)")
+    return np.dtype(dtype)
+
+
 @pytest.mark.parametrize("suffix", FORMATS)
-@pytest.mark.parametrize("rng, dtype", [("philox", np.float32), ("philox", np.float64), ("caffe", np.float32)])
+@pytest.mark.parametrize("rng, dtype", [("philox", "float32"), ("philox", "float64"), ("caffe", "float32"),
+                                        ("philox", "float16"), ("caffe", "float16"), ("philox", "bfloat16"),
+                                        ("caffe", "bfloat16")])
 def test_streamed_file_equals_the_in_memory_fill(tmp_path, monkeypatch, net, suffix, rng, dtype):
     """Pieces of 4 KiB, so that every blob of any size is cut in many pieces (unit-ball rows kept whole)."""
     monkeypatch.setattr("fillers.net.PIECE_BYTES", 4096)
+    dtype = half_or_skip(dtype)
     want = fill_net(net, seed=11, rng=rng, dtype=dtype)
     path = tmp_path / f"net{suffix}"
+    if dtype.itemsize == 2 and (suffix == ".caffemodel" or (suffix == ".h5" and dtype.name == "bfloat16")):
+        with pytest.raises(FileFormatError, match=f"no place for {dtype.name} values"):
+            fill_net(net, seed=11, rng=rng, dtype=dtype, out=path)
+        with pytest.raises(FileFormatError, match=f"no place for {dtype.name} values"):
+            fillers.save(want, path)
+        assert os.listdir(tmp_path) == []
+        return
     shapes = fill_net(net, seed=11, rng=rng, dtype=dtype, out=path)
     assert shapes == {key: [b.shape for b in blobs] for key, blobs in want.items()}
     assert_same(load(path), want)
@@ -70,6 +87,72 @@ def test_streamed_file_equals_the_in_memory_fill(tmp_path, monkeypatch, net, suf
     assert_same(load(saved), load(path))
     if suffix in (".caffemodel", ".npz"):  # h5py and safetensors order their objects their own way
         assert saved.read_bytes() == path.read_bytes()
+
+
+@pytest.mark.parametrize("rng", ["philox", "caffe"])
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+def test_half_precision_is_the_float32_fill_rounded(net, rng, dtype):
+    """Philox: the kernels round each float32 value to nearest even; Caffe's stream: Net<float>'s float32 draws,
+    rounded (its sequence of draws is the float32 one); values written in the net too."""
+    dtype = half_or_skip(dtype)
+    single = fill_net(net, seed=5, rng=rng)
+    half = fill_net(net, seed=5, rng=rng, dtype=dtype)
+    assert half.dtype == dtype and half.metadata["fillers.dtype"] == dtype.name
+    assert list(half) == list(single)
+    for key in single:
+        for got, ref in zip(half[key], single[key]):
+            assert got.dtype == dtype and got.tobytes() == ref.astype(dtype).tobytes(), key
+    assert half["ip"][0] is half["ip#2"][0]  # still one shared array
+
+
+def test_half_precision_copies_weights_rounded(net):
+    single = fill_net(net, seed=5)
+    half = fill_net(net, seed=6, dtype=np.float16, weights=single)
+    assert half.report.filled == []
+    for key in single:
+        for got, ref in zip(half[key], single[key]):
+            assert got.dtype == np.float16 and got.tobytes() == ref.astype(np.float16).tobytes(), key
+
+
+def test_half_precision_in_files_as_their_libraries_read_it(tmp_path, net):
+    safetensors = pytest.importorskip("safetensors", reason="needs safetensors")
+    bf16 = half_or_skip("bfloat16")
+    fill_net(net, seed=5, dtype=np.float16, out=tmp_path / "w.safetensors")
+    fill_net(net, seed=5, dtype=bf16, out=tmp_path / "b.safetensors")
+    with safetensors.safe_open(str(tmp_path / "w.safetensors"), "np") as handle:
+        assert handle.get_tensor("conv.0").dtype == np.float16
+    with safetensors.safe_open(str(tmp_path / "b.safetensors"), "np") as handle:  # BF16, read by ml_dtypes
+        assert handle.get_tensor("conv.0").dtype == bf16
+    fill_net(net, seed=5, dtype=bf16, out=tmp_path / "b.npz")
+    with np.load(tmp_path / "b.npz") as npz:  # numpy keeps ml_dtypes' bfloat16 as raw 2-byte records
+        assert npz["conv/0"].dtype == np.dtype("V2")
+    assert load(tmp_path / "b.npz")["conv"][0].dtype == bf16  # fillers gives the type back
+
+
+def test_bfloat16_without_ml_dtypes_is_a_clear_error(net, monkeypatch):
+    monkeypatch.setitem(sys.modules, "ml_dtypes", None)
+    with pytest.raises(ImportError, match="ml_dtypes"):
+        fill_net(net, dtype="bfloat16")
+
+
+@pytest.mark.parametrize("dtype", [np.int8, ">f4", "complex64"])
+def test_other_dtypes_are_refused(net, dtype):
+    with pytest.raises(TypeError, match="float32, float64, float16, bfloat16"):
+        fill_net(net, dtype=dtype)
+
+
+def test_cli_fills_half_precision(tmp_path, capsys):
+    out = tmp_path / "x.safetensors"
+    pytest.importorskip("safetensors", reason="needs safetensors")
+    assert cli.main(["fill", str(LENET), "--dtype", "float16", "-o", str(out), "--seed", "3"]) == 0
+    assert "(0.8 MiB)" in capsys.readouterr().err  # 431,080 parameters of 2 bytes
+    want = fill_net(fillers.load_net(LENET), seed=3)
+    got = load(out)
+    for key in want:
+        for a, b in zip(got[key], want[key]):
+            assert a.dtype == np.float16 and a.tobytes() == b.astype(np.float16).tobytes()
+    assert cli.main(["fill", str(LENET), "--dtype", "float16", "-o", str(tmp_path / "x.caffemodel")]) == 1
+    assert "no place for float16 values" in capsys.readouterr().err
 
 
 def test_a_streamed_caffemodel_is_what_protobuf_reads(tmp_path, net):
