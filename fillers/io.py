@@ -163,6 +163,46 @@ def atomic_write(path: PathLike, mode: str = "wb") -> Iterator[IO]:
     _remove_stale_temps(path, prefix)
 
 
+#: Bytes written between two :class:`Writeback` kicks.
+WRITEBACK_BYTES = 64 << 20
+
+
+class Writeback:
+    """Counts the bytes written to a file and, every :data:`WRITEBACK_BYTES`, has the OS start writing them to
+    disk (where it can: ``posix_fadvise(POSIX_FADV_DONTNEED)``, which on Linux starts the writeback of the
+    file's dirty pages without waiting for it and lets the pages already on disk go).
+
+    A large output is otherwise held dirty in memory until :func:`atomic_write`'s final ``fsync``, which then
+    waits for all of it while nothing else happens, and the machine's free memory fills with it.  Kicked as the
+    writing goes on, the disk works while the next pieces are filled, the final ``fsync`` finds little left, and
+    the page cache holds no more than a few pieces of the file (an out-of-core fill stays out of core).
+
+    Parameters
+    ----------
+    handle : binary file object
+        The file being written (its ``flush`` and ``fileno`` are used).
+
+    Examples
+    --------
+    >>> with atomic_write(path) as handle:  # doctest: +SKIP
+    ...     written = Writeback(handle)
+    ...     for piece in pieces:
+    ...         handle.write(piece)
+    ...         written(piece.nbytes)
+    """
+
+    def __init__(self, handle: IO[bytes]) -> None:
+        self._handle = handle
+        self._pending = 0
+
+    def __call__(self, nbytes: int) -> None:
+        self._pending += nbytes
+        if self._pending >= WRITEBACK_BYTES and hasattr(os, "posix_fadvise"):
+            self._pending = 0
+            self._handle.flush()
+            os.posix_fadvise(self._handle.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
+
+
 def _format(path: PathLike) -> str:
     name = os.fspath(path).lower()
     for suffix in FORMATS:
@@ -261,8 +301,9 @@ def _write_caffemodel(params: Params, path: PathLike, net: caffe_pb2.NetParamete
     check_caffemodel_size(path, head, layers)
     with atomic_write(path) as handle:
         writer = CaffemodelWriter(handle, head)
+        written = Writeback(handle)
         for layer, blobs in layers:
-            writer.add_layer(layer, blobs)
+            writer.add_layer(layer, blobs, progress=written)
 
 
 def save(params: Params, path: PathLike, *, net: caffe_pb2.NetParameter | None = None,

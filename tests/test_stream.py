@@ -97,6 +97,35 @@ def test_progress_reports_every_byte_in_order(tmp_path, monkeypatch, net, suffix
     assert done == sorted(done) and done[-1] == total
 
 
+@pytest.mark.parametrize("suffix", FORMATS)
+def test_the_disk_write_is_started_as_the_pieces_are_written(tmp_path, monkeypatch, net, suffix):
+    """Every WRITEBACK_BYTES the temporary file is flushed and its writeback started (POSIX_FADV_DONTNEED on
+    the whole file), so the final fsync waits for little; the file is unchanged by it."""
+    if not hasattr(os, "posix_fadvise"):
+        pytest.skip("no posix_fadvise on this platform: the writeback is left to the final fsync")
+    monkeypatch.setattr("fillers.net.PIECE_BYTES", 1024)
+    monkeypatch.setattr("fillers.io.WRITEBACK_BYTES", 4096)
+    kicks = []
+
+    def fadvise(fd, offset, length, advice):
+        kicks.append((os.fstat(fd).st_size, offset, length, advice))
+
+    monkeypatch.setattr("fillers.io.os.posix_fadvise", fadvise)
+    path = tmp_path / f"net{suffix}"
+    done = [0]
+    fill_net(net, seed=3, out=path, progress=lambda d, t: done.append(d))
+    expected, pending = 0, 0
+    for before, after in zip(done, done[1:]):
+        pending += after - before
+        if pending >= 4096:
+            expected, pending = expected + 1, 0
+    assert len(kicks) == expected > 10
+    assert all(k[1:] == (0, 0, os.POSIX_FADV_DONTNEED) for k in kicks)
+    sizes = [k[0] for k in kicks]
+    assert sizes == sorted(sizes) and sizes[0] > 0  # flushed before each kick, as the file grows
+    assert_same(load(path), fill_net(net, seed=3))
+
+
 def test_progress_must_be_callable(net):
     with pytest.raises(TypeError, match="progress must be callable"):
         fill_net(net, progress=True)
