@@ -114,8 +114,8 @@ def write_streamed(path: str | os.PathLike, shapes: Shapes, dtype: np.dtype, lay
         head = caffe_pb2.NetParameter(name=net.name) if net is not None else None
         check_caffemodel_size(path, head, [(layer, [np.broadcast_to(dtype.type(0), shape) for shape in shapes[key]]
                                                    if key is not None else []) for layer, key in plan])
-    with atomic_write(path) as handle:
-        counter = _Counter(total, progress, Writeback(handle))
+    with atomic_write(path) as handle, Writeback(handle) as written:
+        counter = _Counter(total, progress, written)
         if fmt == ".caffemodel":
             _write_caffemodel(handle, head, plan, layers, counter)
         elif fmt == ".safetensors":
