@@ -21,6 +21,7 @@ import stat
 import struct
 import threading
 import zipfile
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import IO, Any, Callable, Iterable, Iterator, Mapping, Sequence, Union
 
@@ -167,6 +168,68 @@ def atomic_write(path: PathLike, mode: str = "wb") -> Iterator[IO]:
                 os.unlink(tmp)
             raise
     _remove_stale_temps(path, prefix)
+
+
+#: Bytes written between two :class:`Writeback` kicks.
+WRITEBACK_BYTES = 64 << 20
+
+
+class Writeback:
+    """Counts the bytes written to a file and, every :data:`WRITEBACK_BYTES`, has the OS start writing them to
+    disk, from a thread of its own (where it can: ``posix_fadvise(POSIX_FADV_DONTNEED)``, which on Linux starts
+    the writeback of the file's dirty pages without waiting for the disk and lets the pages already on it go).
+
+    A large output is otherwise held dirty in memory until :func:`atomic_write`'s final ``fsync``, which then
+    waits for all of it while nothing else happens, and the machine's free memory fills with it.  Kicked as the
+    writing goes on, the disk works while the next pieces are filled, the final ``fsync`` finds little left, and
+    the page cache holds no more than a few pieces of the file (an out-of-core fill stays out of core).  The
+    kick itself costs the kernel time (it hands the pages to the disk), so it runs beside the writing; a kick
+    still running when the next is due takes the bytes of both.
+
+    Parameters
+    ----------
+    handle : binary file object
+        The file being written (its ``flush`` and ``fileno`` are used).  Call the object with the number of
+        bytes after each write, from the thread that writes, and close it (or use it as a context manager)
+        before the file is synced.
+
+    Examples
+    --------
+    >>> with atomic_write(path) as handle, Writeback(handle) as written:  # doctest: +SKIP
+    ...     for piece in pieces:
+    ...         handle.write(piece)
+    ...         written(piece.nbytes)
+    """
+
+    def __init__(self, handle: IO[bytes]) -> None:
+        self._handle = handle
+        self._pending = 0
+        self._kick: Future | None = None
+        self._thread = (ThreadPoolExecutor(1, thread_name_prefix="fillers-writeback")
+                        if hasattr(os, "posix_fadvise") else None)
+
+    def __call__(self, nbytes: int) -> None:
+        self._pending += nbytes
+        if self._thread is None or self._pending < WRITEBACK_BYTES or (self._kick and not self._kick.done()):
+            return
+        if self._kick is not None:
+            self._kick.result()  # an OSError of the last kick
+        self._pending = 0
+        self._handle.flush()
+        self._kick = self._thread.submit(os.posix_fadvise, self._handle.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
+
+    def close(self) -> None:
+        """Wait for the last kick (and raise its error)."""
+        if self._thread is not None:
+            self._thread.shutdown()
+            if self._kick is not None:
+                self._kick.result()
+
+    def __enter__(self) -> "Writeback":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def _format(path: PathLike) -> str:
@@ -527,10 +590,10 @@ def _write_caffemodel(params: Params, path: PathLike, net: caffe_pb2.NetParamete
     head = caffe_pb2.NetParameter(name=net.name) if net is not None else None
     layers = [(layer, params[key] if key is not None else ()) for layer, key in caffemodel_layers(params, net, phase)]
     check_caffemodel_size(path, head, layers)
-    with atomic_write(path) as handle:
+    with atomic_write(path) as handle, Writeback(handle) as written:
         writer = CaffemodelWriter(handle, head)
         for layer, blobs in layers:
-            writer.add_layer(layer, blobs)
+            writer.add_layer(layer, blobs, progress=written)
 
 
 def save(params: Params, path: PathLike, *, net: caffe_pb2.NetParameter | None = None,

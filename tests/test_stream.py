@@ -6,6 +6,8 @@ import os
 import subprocess
 import sys
 import textwrap
+import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -179,6 +181,81 @@ def test_progress_reports_every_byte_in_order(tmp_path, monkeypatch, net, suffix
     assert len(calls) > 10 and all(t == total for _, t in calls)
     done = [d for d, _ in calls]
     assert done == sorted(done) and done[-1] == total
+
+
+@pytest.mark.parametrize("suffix", FORMATS)
+def test_the_disk_write_is_started_as_the_pieces_are_written(tmp_path, monkeypatch, net, suffix):
+    """Every WRITEBACK_BYTES the temporary file is flushed and its writeback started (POSIX_FADV_DONTNEED on
+    the whole file, from a thread of its own), so the final fsync waits for little; the file is unchanged by
+    it."""
+    if not hasattr(os, "posix_fadvise"):
+        pytest.skip("no posix_fadvise on this platform: the writeback is left to the final fsync")
+    monkeypatch.setattr("fillers.net.PIECE_BYTES", 1024)
+    monkeypatch.setattr("fillers.io.WRITEBACK_BYTES", 4096)
+    kicks = []
+
+    def fadvise(fd, offset, length, advice):
+        kicks.append((os.fstat(fd).st_size, offset, length, advice))
+
+    monkeypatch.setattr("fillers.io.os.posix_fadvise", fadvise)
+    path = tmp_path / f"net{suffix}"
+    done = [0]
+    fill_net(net, seed=3, out=path, progress=lambda d, t: done.append(d))
+    expected, pending = 0, 0
+    for before, after in zip(done, done[1:]):
+        pending += after - before
+        if pending >= 4096:
+            expected, pending = expected + 1, 0
+    assert 1 <= len(kicks) <= expected and expected > 10  # a kick still running when the next is due takes both
+    assert all(k[1:] == (0, 0, os.POSIX_FADV_DONTNEED) for k in kicks)
+    sizes = [k[0] for k in kicks]
+    assert sizes == sorted(sizes) and sizes[0] > 0  # flushed before each kick, as the file grows
+    assert_same(load(path), fill_net(net, seed=3))
+
+
+def test_a_writeback_kick_still_running_takes_the_next_one_with_it(tmp_path, monkeypatch):
+    if not hasattr(os, "posix_fadvise"):
+        pytest.skip("no posix_fadvise on this platform")
+    from fillers.io import Writeback
+
+    monkeypatch.setattr("fillers.io.WRITEBACK_BYTES", 100)
+    release, kicks = threading.Event(), []
+
+    def fadvise(fd, offset, length, advice):
+        kicks.append(os.fstat(fd).st_size)
+        release.wait(10)
+
+    monkeypatch.setattr("fillers.io.os.posix_fadvise", fadvise)
+    with open(tmp_path / "f", "wb") as handle:
+        with Writeback(handle) as written:
+            for size in (60, 60, 150):  # the 2nd call kicks (120 bytes); the 3rd finds it running
+                handle.write(b"x" * size)
+                written(size)
+            release.set()
+            for _ in range(1000):  # 150 pending: a new kick once the running one has returned
+                written(0)
+                if len(kicks) == 2:
+                    break
+                time.sleep(0.01)
+        assert kicks == [120, 270]
+        handle.write(b"y")
+        assert handle.tell() == 271  # closing it left the file alone
+
+
+def test_a_failed_writeback_kick_is_raised(tmp_path, monkeypatch):
+    if not hasattr(os, "posix_fadvise"):
+        pytest.skip("no posix_fadvise on this platform")
+    from fillers.io import Writeback
+
+    monkeypatch.setattr("fillers.io.WRITEBACK_BYTES", 1)
+
+    def fadvise(fd, offset, length, advice):
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr("fillers.io.os.posix_fadvise", fadvise)
+    with open(tmp_path / "f", "wb") as handle, pytest.raises(OSError, match="Input/output error"):
+        with Writeback(handle) as written:
+            written(1)
 
 
 def test_progress_must_be_callable(net):
