@@ -111,10 +111,11 @@ def _remove_stale_temps(path: Path, prefix: str) -> None:
             try:
                 os.kill(int(pid), 0)
             except ProcessLookupError:
-                if entry.is_dir(follow_symlinks=False):
+                if entry.is_dir(follow_symlinks=False):  # an atomic_folder's
                     shutil.rmtree(entry.path, ignore_errors=True)
-                with contextlib.suppress(FileNotFoundError, IsADirectoryError, PermissionError):
-                    os.unlink(entry.path)
+                else:
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(entry.path)
             except OSError:  # alive, another user's: leave it
                 pass
 
@@ -336,7 +337,8 @@ def npy_folder_names(layers: Iterable[str]) -> dict[str, str]:
                        for c in layer)
         name = "%2E" + name[1:] if name.startswith(".") else name
         if len(name) > _FOLDER_NAME_MAX or name.casefold() in taken:
-            name = f"{name[:_FOLDER_NAME_MAX]}~{hashlib.sha256(layer.encode('utf-8', 'surrogatepass')).hexdigest()[:16]}"
+            digest = hashlib.sha256(layer.encode("utf-8", "surrogatepass")).hexdigest()
+            name = f"{name[:_FOLDER_NAME_MAX]}~{digest[:16]}"
         taken.add(name.casefold())
         names[layer] = name
     return names
@@ -468,7 +470,8 @@ def atomic_folder(path: PathLike) -> Iterator[Path]:
 
 
 @contextlib.contextmanager
-def npy_folder(path: PathLike, blobs: Mapping[str, int], metadata: Mapping[str, str]) -> Iterator[Callable[[str, int], str]]:
+def npy_folder(path: PathLike, blobs: Mapping[str, int],
+               metadata: Mapping[str, str]) -> Iterator[Callable[[str, int], str]]:
     """Write a ``.npy`` folder atomically (:func:`atomic_folder`): ``<layer folder>/<i>.npy`` per blob and the
     index :data:`FOLDER_INDEX` (``{"format", "metadata", "layers": [{"name", "folder", "blobs"}, ...]}``,
     layers in order).
