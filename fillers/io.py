@@ -242,17 +242,15 @@ def _format(path: PathLike) -> str:
                      "folder of .npy files)")
 
 
-#: The element types the formats hold (float16 and bfloat16: not in a .caffemodel; bfloat16: not in .h5).
-_BLOB_DTYPES = ("float32", "float64", "float16", "bfloat16")
-
-
 def _check_params(params: Params) -> None:
+    from fillers._fill import DTYPE_NAMES  # the element types fill writes (check_dtype: which format holds which)
+
     for layer, blobs in params.items():
         if not isinstance(layer, str):
             raise TypeError(f"layer names must be strings, got {layer!r}")
         for i, blob in enumerate(blobs):
-            if not isinstance(blob, np.ndarray) or blob.dtype.name not in _BLOB_DTYPES:
-                raise TypeError(f"{layer}/{i} must be a numpy array of {', '.join(_BLOB_DTYPES)}")
+            if not isinstance(blob, np.ndarray) or blob.dtype.name not in DTYPE_NAMES:
+                raise TypeError(f"{layer}/{i} must be a numpy array of {', '.join(DTYPE_NAMES)}")
 
 
 def check_dtype(path: PathLike, fmt: str, dtype: np.dtype) -> None:
@@ -502,10 +500,14 @@ def npy_folder(path: PathLike, blobs: Mapping[str, int],
 
 
 _NPY_HEADERS = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
+#: Blobs of a ``.npy`` folder from this size on are mapped, smaller ones read: each mapping keeps a file
+#: descriptor open (Python's mmap), and a net of thousands of small blobs must not run out of them.
+_MAP_BYTES = 16 << 20
 
 
 def _load_npy(where: str) -> np.ndarray:
-    """One ``.npy`` of a folder, mapped copy-on-write (writes never reach the file); its size checked."""
+    """One ``.npy`` of a folder, its size checked: mapped copy-on-write (writes never reach the file) from
+    :data:`_MAP_BYTES` on, else read."""
     with open(where, "rb") as handle, _format_errors(where, "npy"):
         version = np.lib.format.read_magic(handle)
         if version not in _NPY_HEADERS:
@@ -519,8 +521,14 @@ def _load_npy(where: str) -> np.ndarray:
         raise FileFormatError(where, "npy", f"{size - end} bytes after the end of the array" if size > end else
                               f"truncated: {end - size} bytes of the array missing", min(size, end))
     order = "F" if fortran else "C"
-    array = np.zeros(shape, dtype, order) if end == offset else \
-        np.memmap(where, dtype, "c", offset, shape, order).view(np.ndarray)
+    if end - offset >= _MAP_BYTES:
+        array = np.memmap(where, dtype, "c", offset, shape, order).view(np.ndarray)
+    else:
+        with open(where, "rb") as handle:
+            handle.seek(offset)
+            array = np.empty(shape, dtype, order)
+            if handle.readinto(array.reshape(-1, order="A").view(np.uint8)) != end - offset:
+                raise FileFormatError(where, "npy", "the file changed while it was read", offset)
     return _half_from_storage(array)
 
 
@@ -810,8 +818,9 @@ def load(path: PathLike) -> dict[str, list[np.ndarray]]:
     dict of str to list of numpy.ndarray
         Layer name to its blobs, in the file's order.  A ``.caffemodel`` with a repeated layer name keeps
         every layer, the later ones keyed ``name#2``, ``name#3``, ... (as :func:`fillers.fill_net` keys them).
-        A ``.npy`` folder's arrays are mapped copy-on-write (writes never reach the files); bfloat16 blobs of
-        ``.npz`` and ``.npy`` (stored by numpy as 2-byte records) come back as ``ml_dtypes.bfloat16``.
+        A ``.npy`` folder's blobs of 16 MiB or more are mapped copy-on-write (writes never reach the files),
+        smaller ones read; bfloat16 blobs of ``.npz`` and ``.npy`` (stored by numpy as 2-byte records) come
+        back as ``ml_dtypes.bfloat16``.
 
     Raises
     ------

@@ -58,12 +58,33 @@ def test_a_trailing_slash_names_the_same_folder(tmp_path, params):
     assert_same(load(f"{tmp_path / 'net.npy'}{os.sep}"), params)
 
 
-def test_loaded_arrays_are_copy_on_write_maps(tmp_path, params):
+@pytest.mark.parametrize("shape", [(8, 3, 5, 5), (4096, 1024), (1024, 4096, 1)], ids=["read", "mapped", "mapped-F"])
+def test_loaded_arrays_are_writable_and_never_write_back(tmp_path, shape):
+    """Blobs of 16 MiB or more are mapped copy-on-write, smaller ones read (Fortran order kept)."""
+    blob = np.arange(np.prod(shape), dtype=np.float32).reshape(shape)
+    blob = np.asfortranarray(blob) if len(shape) == 3 else blob
     path = tmp_path / "net.npy"
-    save(params, path)
-    blob = load(path)["conv1"][0]
-    blob[...] = 0  # writable, and the file is untouched
-    assert_same(load(path), params)
+    save({"conv1": [blob]}, path)
+    got = load(path)["conv1"][0]
+    assert got.flags.f_contiguous == blob.flags.f_contiguous and np.array_equal(got, blob)
+    assert isinstance(got.base, np.memmap) == (blob.nbytes >= 16 << 20)
+    got[...] = 0
+    assert np.array_equal(load(path)["conv1"][0], blob)
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX descriptor limit")
+def test_a_folder_of_more_blobs_than_descriptors_loads(tmp_path):
+    resource = pytest.importorskip("resource")
+    many = {f"layer{i}": [np.full((2, 2), i, np.float32)] for i in range(300)}
+    many["big"] = [np.zeros(5 << 20, np.float32)]  # 20 MiB: mapped
+    save(many, tmp_path / "net.npy")
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (min(128, hard), hard))
+    try:
+        back = load(tmp_path / "net.npy")
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    assert_same(back, many)
 
 
 def test_folder_names_are_single_safe_unique_names():
