@@ -295,7 +295,7 @@ RSS_SCRIPT = textwrap.dedent("""
 
 @pytest.mark.parametrize("suffix", [".caffemodel", ".h5"])
 def test_a_streamed_fill_keeps_memory_bounded(tmp_path, suffix):
-    """A 256 MiB blob streamed to a file raises the peak RSS by far less than the blob (pieces of 32 MiB; an
+    """A 256 MiB blob streamed to a file raises the peak RSS by far less than the blob (pieces of 4 MiB; an
     in-memory fill needs all 256)."""
     small = tmp_path / "small.prototxt"
     small.write_text(BIG % (16, 16))
