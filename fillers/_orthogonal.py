@@ -33,7 +33,7 @@ CHOLESKY_KAPPA_MAX = 20.0
 #: Power iterations of the condition estimate: the estimate is a lower bound that converges fastest when a
 #: singular value is far from the others, which is the case the estimate must catch.
 _POWER_ITERATIONS = 8
-#: Triangular blocks of at most this order are handled by one dense LAPACK / BLAS call.
+#: Triangular blocks of at most this order are inverted by LAPACK directly.
 _TRIANGULAR_BLOCK = 128
 
 
@@ -56,7 +56,7 @@ def fill_orthogonal(out: np.ndarray, rows: int, cols: int, gain: float, dtype: n
         s = cholesky_inverse_factor(b)
     if s is not None:
         product = target if out.dtype == dtype else np.empty((rows, cols), dtype)
-        _times_upper_triangular(b, (s * gain).astype(dtype), product.T if wide else product)
+        np.matmul(b, (s * gain).astype(dtype), out=product.T if wide else product)
         if product is not target:
             target[...] = product
         return
@@ -108,19 +108,6 @@ def _upper_triangular_inverse(r: np.ndarray) -> np.ndarray:
     out[h:, h:] = d_inv
     out[:h, h:] = -(a_inv @ r[:h, h:]) @ d_inv
     return out
-
-
-def _times_upper_triangular(b: np.ndarray, s: np.ndarray, out: np.ndarray) -> None:
-    """``out = b @ s`` for an upper-triangular ``s``, by blocks (``[B1 B2] [[S11, S12], [0, S22]] =
-    [B1 S11, B1 S12 + B2 S22]``), skipping the zero block: about half the multiplications of one product."""
-    n = s.shape[0]
-    if n <= _TRIANGULAR_BLOCK:
-        np.matmul(b, s, out=out)
-        return
-    h = n // 2
-    _times_upper_triangular(b[:, :h], s[:h, :h], out[:, :h])
-    _times_upper_triangular(b[:, h:], s[h:, h:], out[:, h:])
-    out[:, h:] += b[:, :h] @ s[:h, h:]
 
 
 def householder_q(b: np.ndarray) -> np.ndarray:
