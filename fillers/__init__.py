@@ -20,7 +20,7 @@ The public API:
   with its seed, :class:`FillReport` and metadata); :func:`fill_solver` gives the weights ``caffe train``
   starts from.
 - :func:`save` and :func:`load` write and read filled parameters: ``.caffemodel``, ``.h5``, ``.npz``,
-  ``.safetensors`` (atomic writes; with the fill's seed, rng, dtype and version as metadata,
+  ``.safetensors`` and ``.npy`` folders (atomic writes; with the fill's seed, rng, dtype and version as metadata,
   :func:`read_metadata`; ``naming="torch"`` for PyTorch's ``conv1.weight`` names); ``fill_net(..., out=path)``
   fills straight into such a file in bounded memory.  :mod:`fillers.caffemodel` is the streaming
   ``.caffemodel`` reader and writer (mapped views of the weights; :class:`~fillers.caffemodel.CaffemodelWriter`

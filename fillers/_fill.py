@@ -76,6 +76,42 @@ def _has_internal_overlap(blob: np.ndarray) -> bool:
 DTYPE_NAMES = ("float32", "float64", "float16", "bfloat16")
 
 
+def element_dtype(dtype: Any) -> np.dtype:
+    """The numpy dtype of an element type :func:`fill` writes, from a name, a type or a dtype.
+
+    Parameters
+    ----------
+    dtype : str, type or numpy.dtype
+        float32, float64, float16 or bfloat16 (the name ``"bfloat16"`` or ``ml_dtypes.bfloat16``), native
+        byte order.
+
+    Returns
+    -------
+    numpy.dtype
+
+    Raises
+    ------
+    TypeError
+        Any other dtype.
+    ImportError
+        ``"bfloat16"`` without the optional package ml_dtypes.
+    """
+    if isinstance(dtype, str) and dtype == "bfloat16":
+        try:
+            import ml_dtypes
+        except ImportError:
+            raise ImportError("bfloat16 needs the optional package 'ml_dtypes': pip install 'fillers[bfloat16]'"
+                              ) from None
+        return np.dtype(ml_dtypes.bfloat16)
+    try:
+        dt = np.dtype(dtype)
+    except TypeError:
+        raise TypeError(f"dtype must be one of {', '.join(DTYPE_NAMES)}, got {dtype!r}") from None
+    if dt.name not in DTYPE_NAMES or not dt.isnative:
+        raise TypeError(f"dtype must be one of {', '.join(DTYPE_NAMES)} (native byte order), got {dt}")
+    return dt
+
+
 def _as_array(blob: Any) -> tuple[np.ndarray, Any]:
     """A numpy view of ``blob``'s memory (never a copy) and what keeps that memory alive while it is used:
     an ndarray itself, a CPU ``__dlpack__`` object (torch tensors ...), or any buffer (memoryview ...)."""

@@ -120,7 +120,8 @@ def build_parser() -> argparse.ArgumentParser:
     fill = commands.add_parser("fill", help="fill every learnable blob and write them to a file")
     net_options(fill)
     fill.add_argument("-o", "--output", required=True, metavar="OUT",
-                      help="output file: .caffemodel, .h5/.caffemodel.h5, .npz or .safetensors (not -: binary)")
+                      help="output file: .caffemodel, .h5/.caffemodel.h5, .npz or .safetensors, or a folder "
+                           "NAME.npy of .npy files (not -: binary)")
     fill.add_argument("--seed", type=_seed, default=None,
                       help="random seed (default: a solver's random_seed, else fresh entropy; printed)")
     fill.add_argument("--rng", choices=("philox", "caffe"), default=None,
@@ -128,13 +129,15 @@ def build_parser() -> argparse.ArgumentParser:
                            "Caffe 1.0 (default for solvers)")
     fill.add_argument("--weights", metavar="W[,W2...]", default=None,
                       help="copy the blobs of layers found by name with equal shapes from these weights "
-                           "(.caffemodel, .h5, .npz, .safetensors; later files win), fill the rest; replaces a "
-                           "solver's weights")
+                           "(.caffemodel, .h5, .npz, .safetensors, .npy folder; later files win), fill the rest; "
+                           "replaces a solver's weights")
     fill.add_argument("--allow-mismatch", action="store_true",
                       help="fill blobs whose shape differs in --weights instead of stopping with an error")
     fill.add_argument("--naming", choices=("caffe", "torch"), default="caffe",
                       help="blob names in .npz/.safetensors: caffe (conv1/0) or torch (conv1.weight)")
-    fill.add_argument("--dtype", choices=("float32", "float64"), default="float32")
+    fill.add_argument("--dtype", choices=("float32", "float64", "float16", "bfloat16"), default="float32",
+                      help="element type; float16/bfloat16: the float32 values rounded to nearest even (not for "
+                           ".caffemodel; bfloat16 needs ml_dtypes and is not for .h5)")
     fill.add_argument("--threads", type=_positive_int, default=None, help="worker threads (default: all cores)")
     fill.add_argument("--quiet", action="store_true", help="no progress bar, seed or summary")
     fill.add_argument("--max-bytes", type=_byte_count, default=None, metavar="N",
@@ -149,7 +152,7 @@ def build_parser() -> argparse.ArgumentParser:
     inspect.add_argument("--html", metavar="HTML",
                          help="write the HTML report (layer table; with --weights, a histogram per blob)")
     inspect.add_argument("--weights", metavar="W",
-                         help="blobs to plot in the --html report: .caffemodel, .h5, .npz or .safetensors")
+                         help="blobs to plot in the --html report: .caffemodel, .h5, .npz, .safetensors or .npy folder")
 
     upgrade = commands.add_parser("upgrade", help="rewrite a net in the current Caffe format")
     upgrade.add_argument("input", metavar="IN", help="net definition in any Caffe format")
@@ -309,7 +312,7 @@ def _fill(args: argparse.Namespace) -> int:
     in_memory = args.naming == "torch"
     with _layer_types(args):  # the report reads the net again: the same layer types
         with _progress_bar(enabled=not args.quiet and sys.stderr.isatty()) as progress:
-            options = dict(dtype=np.dtype(args.dtype), inputs=dict(args.input), strict=args.strict,
+            options = dict(dtype=args.dtype, inputs=dict(args.input), strict=args.strict,
                            threads=args.threads, out=None if in_memory else args.output, progress=progress,
                            weights=[path.strip() for path in args.weights.split(",")] if args.weights else None,
                            allow_mismatch=args.allow_mismatch, overrides=dict(args.filler),
@@ -329,7 +332,7 @@ def _fill(args: argparse.Namespace) -> int:
     if not args.quiet:
         count = sum(math.prod(blob.shape if isinstance(blob, np.ndarray) else blob)  # arrays, or shapes written
                     for blobs in filled.values() for blob in blobs)
-        nbytes = count * np.dtype(args.dtype).itemsize
+        nbytes = count * filled.dtype.itemsize
         if "fillers.weights" in filled.metadata:
             print(f"weights: {filled.report.summary()}", file=sys.stderr)
             for blob, source, target in filled.report.mismatched:

@@ -160,12 +160,13 @@ def fill_net(
         sharing); values written in the net are wrapped with ``dask.array.from_array``.  Store them with
         ``dask.array.to_zarr`` or ``to_npy_stack``.
     """
-    from fillers.net import _PhiloxBlob, _check_dtype, _plan, layer_keys
+    from fillers._fill import element_dtype
+    from fillers.net import _PhiloxBlob, _plan, layer_keys
     from fillers.prototxt import load_net
     from fillers.shapes import infer_shapes
 
     _check_rng(rng)
-    dt = _check_dtype(dtype)
+    dt = element_dtype(dtype)
     layers = infer_shapes(net if isinstance(net, NetParameter) else load_net(net), inputs=inputs, phase=phase)
     made: dict[int, da.Array] = {}  # by Philox stream: a shared blob is made once
     out: dict[str, list[da.Array]] = {}

@@ -34,7 +34,7 @@ from google.protobuf import text_format
 from google.protobuf.message import Message
 
 from fillers._caffe import CaffeRNG
-from fillers._fill import fill
+from fillers._fill import element_dtype, fill
 from fillers._params import FillerLike, as_filler_parameter
 from fillers.caffe_pb2 import TRAIN, FillerParameter, NetParameter, NetState, SolverParameter, as_message
 from fillers.caffemodel import ChunkedBlob
@@ -64,14 +64,10 @@ def philox_stream(layer: str, index: int) -> int:
     return int.from_bytes(hashlib.sha256(f"{layer}\0{index}".encode()).digest()[:8], "little")
 
 
-def _check_dtype(dtype: Any) -> np.dtype:
-    try:
-        dt = np.dtype(dtype)
-    except TypeError:
-        raise TypeError(f"dtype must be float32 or float64, got {dtype!r}") from None
-    if dt not in (np.dtype(np.float32), np.dtype(np.float64)):
-        raise TypeError(f"dtype must be float32 or float64, got {dt}")
-    return dt
+def _computed_in(dt: np.dtype) -> np.dtype:
+    """The dtype a blob's values are computed in: float32 for float16 and bfloat16 (their values are the float32
+    ones rounded to nearest even, as :func:`fillers.fill` makes them), else the blob's own."""
+    return np.dtype(np.float32) if dt.itemsize == 2 else dt
 
 
 def _runs(layer: LayerBlobs, caffe: bool) -> list[tuple[int | None, tuple[int, ...], Any, int]]:
@@ -107,16 +103,18 @@ def _check_budget(layers: list[LayerBlobs], caffe: bool, streamed: bool, itemsiz
     """Refuse a fill that would allocate more than ``max_bytes`` (default: the available memory), before
     anything is allocated.  In memory: every blob kept, plus the largest array a Caffe run fills and drops (a
     discarded timestep, a sharer's own run).  Streamed to a file: the largest array held at once (a whole
-    Caffe-stream blob, or a Philox piece)."""
+    Caffe-stream blob, or a Philox piece).  A Caffe-stream fill in half precision also holds the float32 draw of
+    the largest blob."""
     runs = [(layer, run) for layer in layers for run in _runs(layer, caffe)]
     kept = [math.prod(blob.shape) for layer in layers for blob in layer.blobs if blob.share_owner is None]
     dropped = max((math.prod(shape) for layer, (index, shape, _, _) in runs
                    if index is None or layer.blobs[index].share_owner is not None), default=0)
+    largest = max((math.prod(shape) for _, (_, shape, _, _) in runs), default=0)
+    rounded = largest * 4 if caffe and itemsize == 2 else 0  # half precision: Caffe's float32 draw, then rounded
     if streamed:
-        largest = max((math.prod(shape) for _, (_, shape, _, _) in runs), default=0)
-        needed = (largest if caffe else min(largest, PIECE_BYTES // itemsize)) * itemsize
+        needed = (largest if caffe else min(largest, PIECE_BYTES // itemsize)) * itemsize + rounded
     else:
-        needed = (sum(kept) + dropped) * itemsize
+        needed = (sum(kept) + dropped) * itemsize + rounded
     budget = available_memory() if max_bytes is None else max_bytes
     if needed > budget:
         what = "the memory available now" if max_bytes is None else "max_bytes"
@@ -125,8 +123,9 @@ def _check_budget(layers: list[LayerBlobs], caffe: bool, streamed: bool, itemsiz
                           "the fill to a file (out=, the command line does)", needed=needed, budget=budget)
 
 
-#: Bytes per piece when a blob is filled piece by piece (streamed to a file, or with progress reports).
-PIECE_BYTES = 32 << 20
+#: Bytes per piece when a blob is filled piece by piece (streamed to a file, or with progress reports): small
+#: enough that two pieces (one filled while the other is written) stay in the CPU's last-level cache.
+PIECE_BYTES = 4 << 20
 
 
 @dataclass(frozen=True)
@@ -212,13 +211,13 @@ def _plan(layers: list[LayerBlobs], keys: list[str], *, seed: int, caffe_rng: Ca
             for _ in range(times):  # a discarded timestep cycle runs its fillers again and again
                 try:
                     array = np.zeros(shape, dt) if _is_zero(filler) else \
-                        fill(np.empty(shape, dt), filler, rng=caffe_rng)
+                        fill(np.empty(shape, _computed_in(dt)), filler, rng=caffe_rng).astype(dt, copy=False)
                 except ValueError as err:
                     raise type(err)(f"{label}: {err}") from None
             if index is not None:
                 blobs[index] = array
         if layer.given:  # values written in the net (or by the setup) replace whatever the fills made
-            blobs = [np.array(values, dt) for values in layer.given_values()]
+            blobs = [np.array(values, _computed_in(dt)).astype(dt, copy=False) for values in layer.given_values()]
         for i in range(len(blobs)):
             if (key, i) in copies:
                 blobs[i] = copies[key, i]
@@ -343,8 +342,12 @@ def fill_net(
         default) draws one from fresh entropy.  The result's ``seed`` attribute is the integer used.
     rng : {"philox", "caffe"}
         The stream (see the module notes).
-    dtype : float32 or float64
-        Caffe's ``Dtype``.
+    dtype : float32, float64, float16 or bfloat16
+        Caffe's ``Dtype``; or half precision (a name, ``numpy.float16``, ``ml_dtypes.bfloat16``; bfloat16
+        needs ml_dtypes): every value is the float32 fill's rounded to nearest even — Philox's in the kernels,
+        Caffe's stream drawn in float32 as ``Net<float>`` draws it, then rounded; values written in the net
+        go through float32 too; copied ``weights`` are rounded from their own dtype.  Half precision is not
+        for ``.caffemodel`` (a ``BlobProto`` holds float/double), nor bfloat16 for ``.h5``.
     inputs, phase, strict
         As for :func:`fillers.infer_shapes` (``phase=None`` takes the whole state from the net's ``state``).
     threads : int, optional
@@ -396,10 +399,12 @@ def fill_net(
     BudgetError
         The fill would need more memory than ``max_bytes``.
     FileFormatError
-        ``out`` cannot hold the net (a ``.caffemodel`` over 2 GiB, a layer name HDF5 cannot hold), before
-        anything is filled.
+        ``out`` cannot hold the net (a ``.caffemodel`` over 2 GiB, a layer name HDF5 cannot hold, a dtype the
+        format cannot hold), before anything is filled.
     TypeError
-        ``dtype`` other than float32/float64, or arguments of the wrong type.
+        ``dtype`` other than float32, float64, float16 or bfloat16, or arguments of the wrong type.
+    ImportError
+        ``dtype="bfloat16"`` without ml_dtypes.
 
     Examples
     --------
@@ -413,7 +418,7 @@ def fill_net(
     """
     if rng not in _RNGS:
         raise ValueError(f"rng must be one of {', '.join(_RNGS)}, got {rng!r}")
-    dt = _check_dtype(dtype)
+    dt = element_dtype(dtype)
     if rng == "caffe" and threads is not None:
         raise ValueError("threads does not apply with rng='caffe': Caffe's stream is sequential")
     if progress is not None and not callable(progress):

@@ -9,7 +9,9 @@ written with ``write``, so they count in the page cache, not in the process's re
 - ``.h5``: h5py lays out the file with every dataset contiguous and allocated (no fill values written), then
   each dataset's bytes are written at the offset HDF5 gave it (a 0-axis blob's one value through h5py);
 - ``.npz``: a stored (uncompressed) zip, as ``numpy.savez`` writes, each member's ``.npy`` header then its
-  values through ``zipfile``'s streaming member writer.
+  values through ``zipfile``'s streaming member writer;
+- ``.npy`` folder: each blob's file made by ``numpy.lib.format.open_memmap``, then filled piece by piece
+  straight into a mapping of that piece alone, unmapped before the next (the resident set holds one piece).
 """
 from __future__ import annotations
 
@@ -22,8 +24,19 @@ from typing import Callable, Iterable, Iterator, Mapping, Sequence
 import numpy as np
 
 from fillers import caffe_pb2
-from fillers.caffemodel import Blob, CaffemodelWriter, blob_pieces, check_caffemodel_size, write_blob
-from fillers.io import _NPZ_METADATA, _ORDER_KEY, _format, _optional, atomic_write, caffemodel_layers, check_layer_names
+from fillers.caffemodel import Blob, CaffemodelWriter, ChunkedBlob, blob_pieces, check_caffemodel_size, write_blob
+from fillers.io import (
+    _NPZ_METADATA,
+    _ORDER_KEY,
+    Writeback,
+    _format,
+    _optional,
+    atomic_write,
+    caffemodel_layers,
+    check_dtype,
+    check_layer_names,
+    npy_folder,
+)
 
 __all__ = ["write_streamed"]
 
@@ -32,15 +45,18 @@ Layers = Iterable[tuple[str, Sequence[Blob]]]
 
 
 class _Counter:
-    """Adds up bytes written and reports ``(done, total)``."""
+    """Adds up bytes written, passes them to ``written`` and reports ``(done, total)``."""
 
-    def __init__(self, total: int, progress: Callable[[int, int], None] | None) -> None:
+    def __init__(self, total: int, progress: Callable[[int, int], None] | None,
+                 written: Callable[[int], None]) -> None:
         self.done = 0
         self.total = total
         self.progress = progress
+        self.written = written
 
     def __call__(self, nbytes: int) -> None:
         self.done += nbytes
+        self.written(nbytes)
         if self.progress is not None:
             self.progress(self.done, self.total)
 
@@ -71,7 +87,7 @@ def write_streamed(path: str | os.PathLike, shapes: Shapes, dtype: np.dtype, lay
     shapes : mapping of str to sequence of tuple
         Every layer key and its blobs' shapes, in order, known before anything is filled.
     dtype : numpy.dtype
-        float32 or float64: every blob's.
+        float32, float64, float16 or bfloat16: every blob's.
     layers : iterable of (str, sequence of numpy.ndarray or ChunkedBlob)
         The blobs, in the order of ``shapes``; a :class:`~fillers.caffemodel.ChunkedBlob` is filled piece by
         piece as it is written.  The iterable is consumed once, in step with the writing.
@@ -87,54 +103,61 @@ def write_streamed(path: str | os.PathLike, shapes: Shapes, dtype: np.dtype, lay
     Raises
     ------
     FileFormatError
-        A ``.caffemodel`` over protobuf's 2 GiB limit, before anything is written.
+        A ``.caffemodel`` over protobuf's 2 GiB limit, or a dtype the format cannot hold, before anything is
+        written.
+    FileExistsError
+        A ``.npy`` path that is a file or a folder fillers did not write, before anything is written.
     ValueError
         A layer name HDF5 cannot hold, or an unknown extension, before anything is written.
     """
     fmt = _format(path)
     check_layer_names(path, fmt, shapes)
     dtype = np.dtype(dtype)
+    check_dtype(path, fmt, dtype)
     layers = _checked(layers, shapes)
-    counter = _Counter(sum(math.prod(s) for blob_shapes in shapes.values() for s in blob_shapes) * dtype.itemsize,
-                       progress)
+    total = sum(math.prod(s) for blob_shapes in shapes.values() for s in blob_shapes) * dtype.itemsize
     metadata = dict(metadata or {})
+    if fmt == ".npy":  # a folder: each blob's file its own writeback
+        _write_npy_folder(path, shapes, layers, _Counter(total, progress, lambda nbytes: None), metadata)
+        return
     if fmt == ".caffemodel":
-        _write_caffemodel(path, shapes, dtype, layers, net, phase, counter)
-    elif fmt == ".safetensors":
-        _write_safetensors(path, shapes, dtype, layers, counter, metadata)
-    elif fmt == ".h5":
-        _write_h5(path, shapes, dtype, layers, counter, metadata)
-    else:
-        _write_npz(path, dtype, layers, counter, metadata)
+        plan = caffemodel_layers(shapes, net, phase)
+        head = caffe_pb2.NetParameter(name=net.name) if net is not None else None
+        check_caffemodel_size(path, head, [(layer, [np.broadcast_to(dtype.type(0), shape) for shape in shapes[key]]
+                                                   if key is not None else []) for layer, key in plan])
+    with atomic_write(path) as handle, Writeback(handle) as written:
+        counter = _Counter(total, progress, written)
+        if fmt == ".caffemodel":
+            _write_caffemodel(handle, head, plan, layers, counter)
+        elif fmt == ".safetensors":
+            _write_safetensors(handle, shapes, dtype, layers, counter, metadata)
+        elif fmt == ".h5":
+            _write_h5(handle, shapes, dtype, layers, counter, metadata)
+        else:
+            _write_npz(handle, dtype, layers, counter, metadata)
 
 
 def _write_all(handle, blobs: Sequence[Blob], counter: _Counter) -> None:
-    for blob in blobs:
-        write_blob(handle.write, blob, counter)
+    for blob in blobs:  # as bytes: a bfloat16 array has no buffer format ('E')
+        write_blob(lambda piece: handle.write(piece.view(np.uint8)), blob, counter)
 
 
-def _write_caffemodel(path, shapes: Shapes, dtype: np.dtype, layers, net, phase, counter: _Counter) -> None:
-    head = caffe_pb2.NetParameter(name=net.name) if net is not None else None
-    plan = caffemodel_layers(shapes, net, phase)
-    spec = [(layer, [np.broadcast_to(dtype.type(0), shape) for shape in shapes[key]] if key is not None else [])
-            for layer, key in plan]  # shape and dtype, no memory
-    check_caffemodel_size(path, head, spec)
-    with atomic_write(path) as handle:
-        writer = CaffemodelWriter(handle, head)
-        for layer, key in plan:
-            blobs: Sequence[Blob] = ()
-            if key is not None:
-                got, blobs = next(layers)
-                if got != key:
-                    raise RuntimeError(f"layer {got!r} comes where the net has {key!r}")  # a bug in the caller
-            writer.add_layer(layer, blobs, progress=counter)
+def _write_caffemodel(handle, head: caffe_pb2.NetParameter | None, plan, layers, counter: _Counter) -> None:
+    writer = CaffemodelWriter(handle, head)
+    for layer, key in plan:
+        blobs: Sequence[Blob] = ()
+        if key is not None:
+            got, blobs = next(layers)
+            if got != key:
+                raise RuntimeError(f"layer {got!r} comes where the net has {key!r}")  # a bug in the caller
+        writer.add_layer(layer, blobs, progress=counter)
 
 
-def _write_safetensors(path, shapes: Shapes, dtype: np.dtype, layers, counter: _Counter,
+def _write_safetensors(handle, shapes: Shapes, dtype: np.dtype, layers, counter: _Counter,
                        metadata: dict[str, str]) -> None:
     """The safetensors layout: an 8-byte little-endian header size, the JSON header (padded with spaces to a
     multiple of 8 bytes, so the data is aligned), then every tensor's bytes back to back in header order."""
-    name = {np.dtype(np.float32): "F32", np.dtype(np.float64): "F64"}[dtype]
+    name = {"float32": "F32", "float64": "F64", "float16": "F16", "bfloat16": "BF16"}[dtype.name]
     header: dict[str, object] = {"__metadata__": {**metadata, _ORDER_KEY: json.dumps(list(shapes))}}
     offset = 0
     for key, blob_shapes in shapes.items():
@@ -144,18 +167,17 @@ def _write_safetensors(path, shapes: Shapes, dtype: np.dtype, layers, counter: _
             offset += size
     encoded = json.dumps(header, separators=(",", ":")).encode()
     encoded += b" " * (-len(encoded) % 8)
-    with atomic_write(path) as handle:
-        handle.write(len(encoded).to_bytes(8, "little") + encoded)
-        for _, blobs in layers:
-            _write_all(handle, blobs, counter)
+    handle.write(len(encoded).to_bytes(8, "little") + encoded)
+    for _, blobs in layers:
+        _write_all(handle, blobs, counter)
 
 
-def _write_h5(path, shapes: Shapes, dtype: np.dtype, layers, counter: _Counter, metadata: dict[str, str]) -> None:
+def _write_h5(handle, shapes: Shapes, dtype: np.dtype, layers, counter: _Counter, metadata: dict[str, str]) -> None:
     h5py = _optional("h5py", "h5")
     dcpl = h5py.h5p.create(h5py.h5p.DATASET_CREATE)
     dcpl.set_alloc_time(h5py.h5d.ALLOC_TIME_EARLY)  # storage placed now, so its offset is known
     dcpl.set_fill_time(h5py.h5d.FILL_TIME_NEVER)  # and not written twice
-    with atomic_write(path) as handle, h5py.File(handle, "w", track_order=True) as h5:
+    with h5py.File(handle, "w", track_order=True) as h5:
         h5.attrs.update(metadata)
         data = h5.create_group("data", track_order=True)
         datasets = {}
@@ -174,9 +196,9 @@ def _write_h5(path, shapes: Shapes, dtype: np.dtype, layers, counter: _Counter, 
                     counter(dtype.itemsize)
 
 
-def _write_npz(path, dtype: np.dtype, layers, counter: _Counter, metadata: dict[str, str]) -> None:
+def _write_npz(handle, dtype: np.dtype, layers, counter: _Counter, metadata: dict[str, str]) -> None:
     descr = np.lib.format.dtype_to_descr(dtype.newbyteorder("<"))
-    with atomic_write(path) as handle, zipfile.ZipFile(handle, "w", zipfile.ZIP_STORED, allowZip64=True) as npz:
+    with zipfile.ZipFile(handle, "w", zipfile.ZIP_STORED, allowZip64=True) as npz:
         if metadata:  # as numpy.savez stores save()'s __metadata__ entry
             with npz.open(f"{_NPZ_METADATA}.npy", "w", force_zip64=True) as member:
                 np.lib.format.write_array(member, np.array(json.dumps(metadata)))
@@ -186,3 +208,39 @@ def _write_npz(path, dtype: np.dtype, layers, counter: _Counter, metadata: dict[
                     header = {"descr": descr, "fortran_order": False, "shape": tuple(blob.shape)}
                     np.lib.format.write_array_header_1_0(member, header)
                     _write_all(member, [blob], counter)
+
+
+#: Elements of an array blob (a Caffe-stream blob, copied weights) mapped and copied at once into a ``.npy``.
+_COPY_BYTES = 32 << 20
+
+
+def _write_npy_folder(path, shapes: Shapes, layers, counter: _Counter, metadata: dict[str, str]) -> None:
+    """A ``.npy`` folder (:func:`fillers.io.npy_folder`): each blob's file is created by ``open_memmap``
+    (header, then the file sized, nothing touched), then every piece is mapped alone, filled (a ChunkedBlob's
+    piece straight into the mapping; an array's copied) and unmapped, so the resident set never holds more than
+    one piece of the file; their writeback is started every few pieces (:class:`fillers.io.Writeback`) and the
+    folder synced before it is moved into place."""
+    with npy_folder(path, {key: len(blob_shapes) for key, blob_shapes in shapes.items()}, metadata) as blob_file:
+        for key, blobs in layers:
+            for i, blob in enumerate(blobs):
+                where = blob_file(key, i)
+                dtype = np.dtype(blob.dtype)
+                created = np.lib.format.open_memmap(where, mode="w+", dtype=dtype, shape=tuple(blob.shape))
+                offset = created.offset
+                del created  # unmapped untouched: the pieces map their own windows
+                if isinstance(blob, ChunkedBlob):
+                    pieces, values = blob.pieces(), None
+                else:
+                    values = np.ascontiguousarray(blob).reshape(-1)
+                    step = max(1, _COPY_BYTES // dtype.itemsize)
+                    pieces = ((start, min(step, values.size - start)) for start in range(0, values.size, step))
+                with open(where, "rb") as handle, Writeback(handle) as written:
+                    for start, count in pieces:
+                        window = np.memmap(where, dtype, "r+", offset + start * dtype.itemsize, (count,))
+                        if values is None:
+                            blob.fill(window, start)
+                        else:
+                            window[...] = values[start:start + count]
+                        del window  # munmap: the piece's pages leave the resident set (dirty in the page cache)
+                        counter(count * dtype.itemsize)
+                        written(count * dtype.itemsize)  # their writeback started as the other formats' is

@@ -94,7 +94,7 @@ def test_legacy_v1_caffemodel_is_read(tmp_path):
     "name, params, error, message",
     [
         ("x.pkl", {"a": [np.zeros(1, np.float32)]}, ValueError, "cannot tell the format"),
-        ("x.npz", {"a": [np.zeros(1, np.int32)]}, TypeError, "float32 or float64"),
+        ("x.npz", {"a": [np.zeros(1, np.int32)]}, TypeError, "float32, float64, float16, bfloat16"),
         ("x.npz", {"": [np.zeros(1, np.float32)]}, FileFormatError, "an empty layer name"),
     ],
 )

@@ -149,7 +149,7 @@ def test_result_is_ordered_like_the_net():
 def test_errors():
     with pytest.raises(ValueError, match="rng must be"):
         fill_net(net(TWO), rng="mt")
-    with pytest.raises(TypeError, match="float32 or float64"):
+    with pytest.raises(TypeError, match="float32, float64, float16, bfloat16"):
         fill_net(net(TWO), dtype=np.int32)
     with pytest.raises(ValueError, match="threads"):
         fill_net(net(TWO), rng="caffe", threads=2)
