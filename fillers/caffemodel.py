@@ -26,7 +26,8 @@ import math
 import mmap
 import os
 import sys
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import IO, Any, Callable, Iterable, Iterator, Sequence, Union
 
@@ -45,6 +46,7 @@ __all__ = [
     "blob_pieces",
     "blob_shape",
     "write_blob",
+    "WriteQueue",
     "caffemodel_size",
     "check_caffemodel_size",
     "read_caffemodel",
@@ -503,8 +505,10 @@ class CaffemodelWriter:
 
     Parameters
     ----------
-    handle : binary file object
-        Where to write (e.g. from :func:`fillers.io.atomic_write`); only ``write`` is used.
+    handle : binary file object or WriteQueue
+        Where to write (e.g. from :func:`fillers.io.atomic_write`); only ``write`` is used.  Through a
+        :class:`WriteQueue` the blobs are written behind :meth:`add_layer` (the next filled meanwhile) and the
+        queue reports the progress.
     net : NetParameter, optional
         The net's own fields (name, inputs, state ...), written first; its ``layer``/``layers`` are ignored:
         pass each layer to :meth:`add_layer`.
@@ -601,40 +605,129 @@ class CaffemodelWriter:
         self._write(after)
 
     def _write_values(self, blob: Blob, dtype: np.dtype, progress: Callable[[int], None] | None) -> None:
-        write_blob(self._write, blob, progress)
+        if isinstance(self._handle, WriteQueue):  # written behind; the queue reports the progress
+            write_blob(self._handle, blob, progress)
+            self.bytes_written += math.prod(blob.shape) * dtype.itemsize
+        else:
+            write_blob(self._write, blob, progress)
 
 
-def write_blob(write: Callable[[np.ndarray], Any], blob: Blob,
-               progress: Callable[[int], None] | None = None) -> None:
-    """Write a blob's values, little-endian in C order, with ``write`` (e.g. a file's ``write``).
+class WriteQueue:
+    """The writes of one output, run in the order given on a thread of their own, so that the caller prepares
+    the next data meanwhile: :meth:`put_blob` fills a :class:`ChunkedBlob`'s next piece (or the next blob's
+    first) while the last is being written (filling and writing both release the GIL), and the time is about
+    the longer of the two rather than their sum.
 
-    A :class:`ChunkedBlob` of several pieces is filled into two alternating buffers: each piece is filled while
-    the one before it is being written, by one writer thread (filling and writing both release the GIL), so
-    the time is about the longer of the two rather than their sum.  ``progress`` gets the bytes of each piece
-    once it is written.
+    Parameters
+    ----------
+    write : callable
+        ``write(data)``, e.g. a file's ``write``; called from the queue's thread only.
+    progress : callable, optional
+        Called from the caller's thread with the bytes of each blob piece once it is written, in order.
+
+    Notes
+    -----
+    Data queued must stay unchanged until it is written: bytes do, an array given to :meth:`write` or
+    :meth:`put_blob` must be left alone until the queue is closed, and a ChunkedBlob's pieces go to two buffers
+    of the queue's own, each filled again only once its last write is done.  Use the queue as a context
+    manager: leaving the block waits for every write and raises the first error; leaving it by an exception
+    drops what is still queued.  A :class:`CaffemodelWriter` given a queue as its handle writes through it.
     """
-    if isinstance(blob, np.ndarray) or blob.size <= blob.piece:
+
+    def __init__(self, write: Callable[[Any], Any], progress: Callable[[int], None] | None = None) -> None:
+        self._write = write
+        self._progress = progress
+        self._thread = ThreadPoolExecutor(1, thread_name_prefix="fillers-write")
+        self._queued: deque[tuple[Future, int]] = deque()  # written or not, not yet reported
+        self._buffers: list[np.ndarray | None] = [None, None]
+        self._buffer_writes: list[Future | None] = [None, None]
+        self._turn = 0
+
+    def write(self, data: Any) -> None:
+        """Queue ``data`` (bytes, or an array left unchanged until the queue is closed)."""
+        self._put(data, 0)
+
+    def put_blob(self, blob: Blob) -> None:
+        """Queue a blob's values, little-endian in C order: an array's pieces as they are, a ChunkedBlob's
+        filled piece by piece into the queue's buffers."""
+        if isinstance(blob, np.ndarray):
+            for piece in blob_pieces(blob):
+                self._put(piece, piece.nbytes)
+            return
+        dtype = np.dtype(blob.dtype)
+        for offset, count in blob.pieces():
+            out = self._free_buffer(dtype, count)
+            blob.fill(out, offset)
+            data = out if _LITTLE else out.astype(dtype.newbyteorder("<"))
+            self._buffer_writes[self._turn] = self._put(data, out.nbytes)
+            self._turn ^= 1
+
+    def close(self) -> None:
+        """Wait for every write; raise the first error."""
+        try:
+            if self._queued:
+                self._settle(self._queued[-1][0])
+        finally:
+            self._thread.shutdown(cancel_futures=True)
+
+    def __enter__(self) -> "WriteQueue":
+        return self
+
+    def __exit__(self, exc_type: type | None, *rest: object) -> None:
+        if exc_type is None:
+            self.close()
+        else:  # the running write finishes, the rest is dropped: the output is abandoned anyway
+            self._thread.shutdown(cancel_futures=True)
+
+    def _put(self, data: Any, nbytes: int) -> Future:
+        future = self._thread.submit(self._write, data)
+        self._queued.append((future, nbytes))
+        self._settle()
+        return future
+
+    def _free_buffer(self, dtype: np.dtype, count: int) -> np.ndarray:
+        """``count`` elements of the buffer whose turn it is, once its last write is done."""
+        k = self._turn
+        if self._buffer_writes[k] is not None:
+            self._settle(self._buffer_writes[k])
+        buffer = self._buffers[k]
+        if buffer is None or buffer.dtype != dtype or buffer.size < count:
+            buffer = self._buffers[k] = np.empty(count, dtype)
+        return buffer[:count]
+
+    def _settle(self, until: Future | None = None) -> None:
+        """Report the writes done, in order (raising the error of a failed one), after waiting for ``until``
+        (one thread writes in order: every write queued before it is done too)."""
+        if until is not None:
+            wait([until])
+        while self._queued and self._queued[0][0].done():
+            future, nbytes = self._queued.popleft()
+            future.result()
+            if nbytes and self._progress is not None:
+                self._progress(nbytes)
+
+
+def write_blob(write: Callable[[np.ndarray], Any] | WriteQueue, blob: Blob,
+               progress: Callable[[int], None] | None = None) -> None:
+    """Write a blob's values, little-endian in C order, with ``write`` (e.g. a file's ``write``), and return
+    once they are written; or queue them on a :class:`WriteQueue` (which reports the progress itself).
+
+    A :class:`ChunkedBlob` of several pieces goes through a :class:`WriteQueue` of its own: each piece is
+    filled while the one before it is being written.  ``progress`` gets the bytes of each piece once it is
+    written.
+    """
+    if isinstance(write, WriteQueue):
+        if progress is not None:
+            raise ValueError("a WriteQueue reports the progress itself: give it the callable")
+        write.put_blob(blob)
+    elif isinstance(blob, np.ndarray) or blob.size <= blob.piece:
         for piece in blob_pieces(blob):
             write(piece)
             if progress is not None:
                 progress(piece.nbytes)
-        return
-    dtype = np.dtype(blob.dtype)
-    buffers = (np.empty(blob.piece, dtype), np.empty(blob.piece, dtype))
-    pending: Future | None = None
-    with ThreadPoolExecutor(1, thread_name_prefix="fillers-write") as writer:
-        for n, (offset, count) in enumerate(blob.pieces()):
-            out = buffers[n % 2][:count]  # its last write (piece n - 2) finished before piece n - 1 was sent
-            blob.fill(out, offset)
-            if pending is not None:
-                pending.result()
-                if progress is not None:
-                    progress(blob.piece * dtype.itemsize)
-            pending = writer.submit(write, out if _LITTLE else out.astype(dtype.newbyteorder("<")))
-            last = out.nbytes
-        pending.result()
-        if progress is not None:
-            progress(last)
+    else:
+        with WriteQueue(write, progress) as queue:
+            queue.put_blob(blob)
 
 
 def blob_pieces(blob: Blob, piece_bytes: int = 64 << 20) -> Iterator[np.ndarray]:

@@ -6,6 +6,8 @@ written with ``write``, so they count in the page cache, not in the process's re
 
 - ``.caffemodel``: :class:`fillers.caffemodel.CaffemodelWriter`, the packed field written as it is filled;
 - ``.safetensors``: its JSON header first (every shape is known in advance), then the data in header order;
+  these two go through one :class:`~fillers.caffemodel.WriteQueue` for the whole file, so the filling never
+  waits for the writing at a blob's end (the next blob's first piece is filled while the last is written);
 - ``.h5``: h5py lays out the file with every dataset contiguous and allocated (no fill values written), then
   each dataset's bytes are written at the offset HDF5 gave it (a 0-axis blob's one value through h5py);
 - ``.npz``: a stored (uncompressed) zip, as ``numpy.savez`` writes, each member's ``.npy`` header then its
@@ -24,7 +26,15 @@ from typing import Callable, Iterable, Iterator, Mapping, Sequence
 import numpy as np
 
 from fillers import caffe_pb2
-from fillers.caffemodel import Blob, CaffemodelWriter, ChunkedBlob, blob_pieces, check_caffemodel_size, write_blob
+from fillers.caffemodel import (
+    Blob,
+    CaffemodelWriter,
+    ChunkedBlob,
+    WriteQueue,
+    blob_pieces,
+    check_caffemodel_size,
+    write_blob,
+)
 from fillers.io import (
     _NPZ_METADATA,
     _ORDER_KEY,
@@ -128,32 +138,41 @@ def write_streamed(path: str | os.PathLike, shapes: Shapes, dtype: np.dtype, lay
     with atomic_write(path) as handle, Writeback(handle) as written:
         counter = _Counter(total, progress, written)
         if fmt == ".caffemodel":
-            _write_caffemodel(handle, head, plan, layers, counter)
+            with WriteQueue(_bytes_writer(handle), counter) as queue:
+                _write_caffemodel(queue, head, plan, layers)
         elif fmt == ".safetensors":
-            _write_safetensors(handle, shapes, dtype, layers, counter, metadata)
+            with WriteQueue(_bytes_writer(handle), counter) as queue:
+                _write_safetensors(queue, shapes, dtype, layers, metadata)
         elif fmt == ".h5":
             _write_h5(handle, shapes, dtype, layers, counter, metadata)
         else:
             _write_npz(handle, dtype, layers, counter, metadata)
 
 
+def _bytes_writer(handle) -> Callable[[bytes | np.ndarray], None]:
+    """``handle.write`` taking an array as its bytes (a bfloat16 array has no buffer format, 'E')."""
+    def write(data: bytes | np.ndarray) -> None:
+        handle.write(data.view(np.uint8) if isinstance(data, np.ndarray) else data)
+    return write
+
+
 def _write_all(handle, blobs: Sequence[Blob], counter: _Counter) -> None:
-    for blob in blobs:  # as bytes: a bfloat16 array has no buffer format ('E')
-        write_blob(lambda piece: handle.write(piece.view(np.uint8)), blob, counter)
+    for blob in blobs:
+        write_blob(_bytes_writer(handle), blob, counter)
 
 
-def _write_caffemodel(handle, head: caffe_pb2.NetParameter | None, plan, layers, counter: _Counter) -> None:
-    writer = CaffemodelWriter(handle, head)
+def _write_caffemodel(queue: WriteQueue, head: caffe_pb2.NetParameter | None, plan, layers) -> None:
+    writer = CaffemodelWriter(queue, head)
     for layer, key in plan:
         blobs: Sequence[Blob] = ()
         if key is not None:
             got, blobs = next(layers)
             if got != key:
                 raise RuntimeError(f"layer {got!r} comes where the net has {key!r}")  # a bug in the caller
-        writer.add_layer(layer, blobs, progress=counter)
+        writer.add_layer(layer, blobs)
 
 
-def _write_safetensors(handle, shapes: Shapes, dtype: np.dtype, layers, counter: _Counter,
+def _write_safetensors(queue: WriteQueue, shapes: Shapes, dtype: np.dtype, layers,
                        metadata: dict[str, str]) -> None:
     """The safetensors layout: an 8-byte little-endian header size, the JSON header (padded with spaces to a
     multiple of 8 bytes, so the data is aligned), then every tensor's bytes back to back in header order."""
@@ -167,9 +186,10 @@ def _write_safetensors(handle, shapes: Shapes, dtype: np.dtype, layers, counter:
             offset += size
     encoded = json.dumps(header, separators=(",", ":")).encode()
     encoded += b" " * (-len(encoded) % 8)
-    handle.write(len(encoded).to_bytes(8, "little") + encoded)
+    queue.write(len(encoded).to_bytes(8, "little") + encoded)
     for _, blobs in layers:
-        _write_all(handle, blobs, counter)
+        for blob in blobs:
+            queue.put_blob(blob)
 
 
 def _write_h5(handle, shapes: Shapes, dtype: np.dtype, layers, counter: _Counter, metadata: dict[str, str]) -> None:

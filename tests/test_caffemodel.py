@@ -6,6 +6,8 @@ import warnings
 import os
 import struct
 import sys
+import threading
+import time
 
 import numpy as np
 import pytest
@@ -15,8 +17,8 @@ from hypothesis import strategies as st
 
 import fillers
 from fillers import caffe_pb2
-from fillers.caffemodel import (CaffemodelWriter, ChunkedBlob, blob_array, caffemodel_size, read_caffemodel,
-                                read_net)
+from fillers.caffemodel import (CaffemodelWriter, ChunkedBlob, WriteQueue, blob_array, caffemodel_size,
+                                read_caffemodel, read_net)
 from fillers.errors import FileFormatError
 
 
@@ -127,6 +129,81 @@ def test_chunked_blob_is_written_piece_by_piece():
     assert pieces.getvalue() == whole.getvalue()
     assert calls == [(0, 26), (26, 26), (52, 26), (78, 13)]
     assert sum(progress) == values.nbytes
+
+
+def _counting_blob(shape, piece, start):
+    """A ChunkedBlob whose element i is start + i (float64, exact), and the array it stands for."""
+    values = np.arange(start, start + math.prod(shape), dtype=np.float64)
+
+    def fill(out, offset):
+        out[...] = values[offset:offset + out.size]
+    return ChunkedBlob(shape, np.dtype(np.float64), fill, piece), values
+
+
+def test_a_write_queue_writes_in_order_and_never_refills_a_buffer_being_written():
+    """The writer is slow, so the filling runs ahead as far as the queue lets it: a buffer refilled before its
+    write were done would show in the bytes.  Blobs of two piece sizes, arrays and bytes in between, and the
+    progress in order, piece by piece, from the caller's thread."""
+    written, threads, progress = [], set(), []
+
+    def slow_write(data):
+        time.sleep(0.002)
+        threads.add(threading.current_thread().name)
+        written.append(bytes(memoryview(data).cast("B")))
+
+    first, first_values = _counting_blob((5, 7), 4, 0)
+    second, second_values = _counting_blob((9,), 2, 1000)
+    array = np.arange(6, dtype=np.float64) - 50
+    with WriteQueue(slow_write, progress.append) as queue:
+        queue.write(b"head")
+        queue.put_blob(first)
+        queue.write(b"middle")
+        queue.put_blob(array)
+        queue.put_blob(second)
+    want = b"head" + first_values.tobytes() + b"middle" + array.tobytes() + second_values.tobytes()
+    assert b"".join(written) == want
+    assert threads == {next(iter(threads))} and next(iter(threads)).startswith("fillers-write")
+    assert progress == [32] * 8 + [24] + [48] + [16] * 4 + [8]
+
+
+def test_a_write_queue_raises_the_first_failed_write_and_drops_the_rest_on_error():
+    calls = []
+
+    def failing(data):
+        calls.append(len(data))
+        if len(calls) == 2:
+            raise OSError(28, "No space left on device")
+
+    queue = WriteQueue(failing)
+    with pytest.raises(OSError, match="No space left"), queue:
+        for _ in range(5):
+            queue.write(b"x" * 10)
+    assert 2 <= len(calls) <= 5  # what follows the failure may run before it is seen; nothing waits after it
+
+    dropped = []
+    with pytest.raises(KeyboardInterrupt), WriteQueue(lambda data: (time.sleep(0.05), dropped.append(data))) as q:
+        for _ in range(20):
+            q.write(b"y")
+        raise KeyboardInterrupt
+    assert len(dropped) < 20  # leaving by an exception cancels what was still queued
+
+
+def test_a_write_queue_reports_progress_itself():
+    with WriteQueue(lambda data: None) as queue, pytest.raises(ValueError, match="reports the progress itself"):
+        fillers.caffemodel.write_blob(queue, np.zeros(3), progress=print)
+
+
+def test_a_caffemodel_written_through_a_queue_equals_the_direct_one():
+    layer = caffe_pb2.LayerParameter(name="ip", type="InnerProduct")
+    blob, values = _counting_blob((6, 5), 7, 3)
+    direct, queued = io.BytesIO(), io.BytesIO()
+    plain = CaffemodelWriter(direct, caffe_pb2.NetParameter(name="n"))
+    plain.add_layer(layer, [values.reshape(6, 5), values[:5]])
+    with WriteQueue(queued.write) as queue:
+        behind = CaffemodelWriter(queue, caffe_pb2.NetParameter(name="n"))
+        behind.add_layer(layer, [blob, values[:5]])
+    assert queued.getvalue() == direct.getvalue()
+    assert behind.bytes_written == plain.bytes_written == len(direct.getvalue())
 
 
 def test_v1_model_and_resave_keeps_a_shape_caffe_accepts(tmp_path):
