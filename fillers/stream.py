@@ -230,37 +230,25 @@ def _write_npz(handle, dtype: np.dtype, layers, counter: _Counter, metadata: dic
                     _write_all(member, [blob], counter)
 
 
-#: Elements of an array blob (a Caffe-stream blob, copied weights) mapped and copied at once into a ``.npy``.
-_COPY_BYTES = 32 << 20
-
-
 def _write_npy_folder(path, shapes: Shapes, layers, counter: _Counter, metadata: dict[str, str]) -> None:
-    """A ``.npy`` folder (:func:`fillers.io.npy_folder`): each blob's file is created by ``open_memmap``
-    (header, then the file sized, nothing touched), then every piece is mapped alone, filled (a ChunkedBlob's
-    piece straight into the mapping; an array's copied) and unmapped, so the resident set never holds more than
-    one piece of the file; their writeback is started every few pieces (:class:`fillers.io.Writeback`) and the
-    folder synced before it is moved into place."""
+    """A ``.npy`` folder (:func:`fillers.io.npy_folder`): each blob's file is laid out by ``open_memmap``
+    (header, then the file sized, nothing touched), then its values are written after the header through a
+    :class:`~fillers.caffemodel.WriteQueue` (a ChunkedBlob filled piece by piece, each while the last is
+    written), their writeback started as they go (:class:`fillers.io.Writeback`); the folder is synced before
+    it is moved into place.  Written, not mapped: a piece filled straight into a mapping of the file faults
+    in every page on its own, which measured slower than filling a cached buffer and writing it."""
     with npy_folder(path, {key: len(blob_shapes) for key, blob_shapes in shapes.items()}, metadata) as blob_file:
         for key, blobs in layers:
             for i, blob in enumerate(blobs):
                 where = blob_file(key, i)
-                dtype = np.dtype(blob.dtype)
-                created = np.lib.format.open_memmap(where, mode="w+", dtype=dtype, shape=tuple(blob.shape))
+                created = np.lib.format.open_memmap(where, mode="w+", dtype=blob.dtype, shape=tuple(blob.shape))
                 offset = created.offset
-                del created  # unmapped untouched: the pieces map their own windows
-                if isinstance(blob, ChunkedBlob):
-                    pieces, values = blob.pieces(), None
-                else:
-                    values = np.ascontiguousarray(blob).reshape(-1)
-                    step = max(1, _COPY_BYTES // dtype.itemsize)
-                    pieces = ((start, min(step, values.size - start)) for start in range(0, values.size, step))
-                with open(where, "rb") as handle, Writeback(handle) as written:
-                    for start, count in pieces:
-                        window = np.memmap(where, dtype, "r+", offset + start * dtype.itemsize, (count,))
-                        if values is None:
-                            blob.fill(window, start)
-                        else:
-                            window[...] = values[start:start + count]
-                        del window  # munmap: the piece's pages leave the resident set (dirty in the page cache)
-                        counter(count * dtype.itemsize)
-                        written(count * dtype.itemsize)  # their writeback started as the other formats' is
+                del created  # unmapped untouched
+                with open(where, "r+b") as handle, Writeback(handle) as written:
+                    handle.seek(offset)
+
+                    def report(nbytes: int) -> None:
+                        counter(nbytes)
+                        written(nbytes)
+                    with WriteQueue(_bytes_writer(handle), report) as queue:
+                        queue.put_blob(blob)
