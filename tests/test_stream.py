@@ -327,9 +327,9 @@ STATUS_SCRIPT = textwrap.dedent("""
 
 
 @pytest.mark.skipif(not os.path.exists("/proc/self/clear_refs"), reason="reads Linux's /proc/self/status")
-def test_a_streamed_npy_folder_maps_one_piece_at_a_time(tmp_path):
-    """A 256 MiB blob filled into a .npy folder through open_memmap: the peak resident set (file pages of the
-    mapping included) grows by far less than the blob, and the mapping is gone afterwards."""
+def test_a_streamed_npy_folder_keeps_memory_bounded(tmp_path):
+    """A 256 MiB blob streamed into a .npy folder (laid out by open_memmap, written after the header): the peak
+    resident set (mapped file pages included) grows by far less than the blob, and no file page stays mapped."""
     small = tmp_path / "small.prototxt"
     small.write_text(BIG % (16, 16))
     big = tmp_path / "big.prototxt"
