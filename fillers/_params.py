@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any, Mapping, Union
 
 import numpy as np
-from google.protobuf import json_format, text_format
+from google.protobuf import text_format
 from google.protobuf.message import Message
 
 from fillers.caffe_pb2 import FillerParameter, as_message
@@ -137,6 +137,8 @@ def as_filler_parameter(filler: FillerLike) -> FillerParameter:
     if isinstance(filler, Message):
         return as_message(filler, FillerParameter)
     if isinstance(filler, Mapping):
+        from google.protobuf import json_format  # here: ~20 ms of imports that the command line never needs
+
         # json_format spells non-finite floats as strings; accept Python's own so _finite can name them.
         fields = {k: _JSON_NONFINITE.get(repr(v), v) if isinstance(v, float) else v for k, v in filler.items()}
         try:

@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Iterator, Sequence
 
 import numpy as np
-from google.protobuf import json_format
 
 from fillers import __version__
 
@@ -184,6 +183,8 @@ def filler_dict(filler) -> dict | None:
     """A FillerParameter as a JSON-ready dict of its type and the fields set (``None`` stays ``None``)."""
     if filler is None:
         return None
+    from google.protobuf import json_format  # here: ~20 ms of imports that `fill` never needs
+
     return {"type": filler.type, **json_format.MessageToDict(filler, preserving_proto_field_name=True)}
 
 
