@@ -229,8 +229,11 @@ class Writeback:
     def __enter__(self) -> "Writeback":
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    def __exit__(self, exc_type: type | None, *rest: object) -> None:
+        if exc_type is None:
+            self.close()
+        elif self._thread is not None:  # the error on its way out says more than a kick's would
+            self._thread.shutdown()
 
 
 def _format(path: PathLike) -> str:
