@@ -629,9 +629,10 @@ class WriteQueue:
     -----
     Data queued must stay unchanged until it is written: bytes do, an array given to :meth:`write` or
     :meth:`put_blob` must be left alone until the queue is closed, and a ChunkedBlob's pieces go to
-    :attr:`BUFFERS` buffers of the queue's own, each filled again only once its last write is done.  Use the queue as a context
-    manager: leaving the block waits for every write and raises the first error; leaving it by an exception
-    drops what is still queued.  A :class:`CaffemodelWriter` given a queue as its handle writes through it.
+    :attr:`BUFFERS` buffers of the queue's own, each filled again only once its last write is done.  Use the
+    queue as a context manager: leaving the block waits for every write and raises the first error; leaving
+    it by an exception drops what is still queued.  A :class:`CaffemodelWriter` given a queue as its handle
+    writes through it.
     """
 
     #: Piece buffers taken in turn: a piece is filled while up to BUFFERS - 1 before it are written or wait to
