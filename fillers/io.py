@@ -185,14 +185,16 @@ class Writeback:
     writing goes on, the disk works while the next pieces are filled, the final ``fsync`` finds little left, and
     the page cache holds no more than a few pieces of the file (an out-of-core fill stays out of core).  The
     kick itself costs the kernel time (it hands the pages to the disk), so it runs beside the writing; a kick
-    still running when the next is due takes the bytes of both.
+    still running when the next is due takes the bytes of both.  The kicks are advice: where the file system
+    refuses one (``OSError``), the kicking stops and the file is written as without it (a failed write shows in
+    ``write`` or the final ``fsync``, not here).
 
     Parameters
     ----------
     handle : binary file object
         The file being written (its ``flush`` and ``fileno`` are used).  Call the object with the number of
-        bytes after each write, from the thread that writes, and close it (or use it as a context manager)
-        before the file is synced.
+        bytes after each write, from one thread (a buffered file orders its ``flush`` with writes from another
+        thread), and close it (or use it as a context manager) before the file is synced.
 
     Examples
     --------
@@ -213,27 +215,24 @@ class Writeback:
         self._pending += nbytes
         if self._thread is None or self._pending < WRITEBACK_BYTES or (self._kick and not self._kick.done()):
             return
-        if self._kick is not None:
-            self._kick.result()  # an OSError of the last kick
+        if self._kick is not None and self._kick.exception() is not None:
+            self.close()  # refused: no more kicks
+            return
         self._pending = 0
         self._handle.flush()
         self._kick = self._thread.submit(os.posix_fadvise, self._handle.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
 
     def close(self) -> None:
-        """Wait for the last kick (and raise its error)."""
+        """Wait for the last kick; no more kicks after it."""
         if self._thread is not None:
             self._thread.shutdown()
-            if self._kick is not None:
-                self._kick.result()
+            self._thread = None
 
     def __enter__(self) -> "Writeback":
         return self
 
-    def __exit__(self, exc_type: type | None, *rest: object) -> None:
-        if exc_type is None:
-            self.close()
-        elif self._thread is not None:  # the error on its way out says more than a kick's would
-            self._thread.shutdown()
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def _format(path: PathLike) -> str:
