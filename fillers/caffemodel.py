@@ -50,6 +50,7 @@ __all__ = [
     "caffemodel_size",
     "check_caffemodel_size",
     "read_caffemodel",
+    "read_caffemodel_layers",
     "read_net",
 ]
 
@@ -304,7 +305,8 @@ def _layer_message(reader: _Reader, layer: _Layer):
 
 
 def read_caffemodel(path: str | os.PathLike) -> dict[str, list[np.ndarray]]:
-    """The blobs of a ``.caffemodel`` by layer name, reading only the small messages with protobuf.
+    """The blobs of a ``.caffemodel`` by layer name, reading only the small messages with protobuf (the
+    layers of :func:`read_caffemodel_layers`, keyed as :func:`fillers.fill_net` keys them).
 
     Parameters
     ----------
@@ -324,6 +326,20 @@ def read_caffemodel(path: str | os.PathLike) -> dict[str, list[np.ndarray]]:
     FileFormatError
         A truncated or corrupt file, trailing garbage, or values that do not match their shape (the byte
         offset is named).
+    """
+    named = read_caffemodel_layers(path)
+    return dict(zip(numbered_names(name for name, _ in named), (blobs for _, blobs in named)))
+
+
+def read_caffemodel_layers(path: str | os.PathLike) -> list[tuple[str, list[np.ndarray]]]:
+    """The layers of a ``.caffemodel`` that hold blobs, in file order, each with its own name (a name may
+    repeat) and its blobs, as :func:`read_caffemodel` reads them; Caffe's ``CopyTrainedLayersFrom`` reads
+    a file this way.
+
+    Raises
+    ------
+    FileFormatError
+        As :func:`read_caffemodel`.
     """
     path = os.fspath(path)
     data = map_file(path)
@@ -345,7 +361,7 @@ def read_caffemodel(path: str | os.PathLike) -> dict[str, list[np.ndarray]]:
             blobs = [blob_array(blob) for blob in message.layer.blobs]
         if blobs:
             named.append((message.name, blobs))
-    return dict(zip(numbered_names(name for name, _ in named), (blobs for _, blobs in named)))
+    return named
 
 
 def read_net(path: str | os.PathLike, *, blobs: bool = True) -> caffe_pb2.NetParameter:

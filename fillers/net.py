@@ -37,9 +37,9 @@ from fillers._caffe import CaffeRNG
 from fillers._fill import element_dtype, fill
 from fillers._params import FillerLike, as_filler_parameter
 from fillers.caffe_pb2 import TRAIN, FillerParameter, NetParameter, NetState, SolverParameter, as_message
-from fillers.caffemodel import ChunkedBlob
+from fillers.caffemodel import ChunkedBlob, read_caffemodel_layers
 from fillers.errors import BudgetError, ShapeError
-from fillers.io import load
+from fillers.io import _format, load
 from fillers.naming import numbered_names
 from fillers.prototxt import load_net, load_solver, load_solver_net
 from fillers.seeds import SeedLike, key_of
@@ -611,22 +611,38 @@ def apply_overrides(layers: list[LayerBlobs], overrides: Mapping[str, FillerLike
     return out, overridden
 
 
-def _load_weights(weights: Any) -> dict[str, list[np.ndarray]]:
-    """Layer name to blobs from a path, a sequence of paths (a later file's layer replaces an earlier one's, as
-    successive ``CopyTrainedLayersFrom`` calls do) or a mapping."""
+#: How a layer of the weights finds its layer in the net.  By fill_net's key (``conv``, ``conv#2``) for a
+#: mapping and the formats fillers keys that way (.npz, .safetensors, .npy folders); by name as Caffe finds
+#: it for Caffe's own formats: ``CopyTrainedLayersFrom`` (a .caffemodel) searches the net's layers in order and
+#: takes the first of that name, ``CopyTrainedLayersFromHDF5`` looks the name up in its index, which holds the
+#: last.  The two differ only for a net that repeats a layer name.
+_BY_KEY, _FIRST_OF_NAME, _LAST_OF_NAME = "key", "first", "last"
+
+Weights = list[tuple[str, list[np.ndarray], str]]
+
+
+def _load_weights(weights: Any) -> Weights:
+    """``(name, blobs, how it finds its layer)`` for every layer of the weights, in the order Caffe copies them
+    (a later file's layer replaces an earlier one's, as successive ``CopyTrainedLayersFrom`` calls do), from a
+    path, a sequence of paths or a mapping."""
     if weights is None:
-        return {}
+        return []
     if isinstance(weights, (str, os.PathLike)):
-        return load(weights)
+        return _weights_file(weights)
     if isinstance(weights, Mapping):
-        return {name: [np.asarray(blob) for blob in blobs] for name, blobs in weights.items()}
+        return [(name, [np.asarray(blob) for blob in blobs], _BY_KEY) for name, blobs in weights.items()]
     if isinstance(weights, Sequence) and all(isinstance(path, (str, os.PathLike)) for path in weights):
-        merged: dict[str, list[np.ndarray]] = {}
-        for path in weights:
-            merged.update(load(path))
-        return merged
+        return [layer for path in weights for layer in _weights_file(path)]
     raise TypeError(f"weights must be a path, a sequence of paths or a mapping of layer name to blobs, not "
                     f"{type(weights).__name__}")
+
+
+def _weights_file(path: str | os.PathLike) -> Weights:
+    fmt = _format(path)
+    if fmt == ".caffemodel":
+        return [(name, blobs, _FIRST_OF_NAME) for name, blobs in read_caffemodel_layers(path)]
+    how = _LAST_OF_NAME if fmt == ".h5" else _BY_KEY
+    return [(name, blobs, how) for name, blobs in load(path).items()]
 
 
 def _matches(source: tuple[int, ...], target: tuple[int, ...]) -> bool:
@@ -636,18 +652,21 @@ def _matches(source: tuple[int, ...], target: tuple[int, ...]) -> bool:
     return len(source) == 4 and len(target) <= 4 and (1,) * (4 - len(target)) + target == source
 
 
-def _plan_copies(source: dict[str, list[np.ndarray]], keys: list[str], layers: list[LayerBlobs], dt: np.dtype,
+def _plan_copies(source: Weights, keys: list[str], layers: list[LayerBlobs], dt: np.dtype,
                  allow_mismatch: bool, report: FillReport) -> dict[tuple[str, int], np.ndarray]:
     """The blobs to copy from ``source`` as ``dt`` arrays, keyed by the blob that owns the memory (a layer that
     shares a blob by param name copies into its owner's, as Caffe's shared blobs do; the later in ``source``
     wins)."""
     by_key = dict(zip(keys, layers))
     first_key = {layer.name: key for key, layer in reversed(list(zip(keys, layers)))}
+    last_key = {layer.name: key for key, layer in zip(keys, layers)}
     copies: dict[tuple[str, int], np.ndarray] = {}
-    for name, blobs in source.items():
+    for source_name, blobs, how in source:
+        name = {_BY_KEY: source_name, _FIRST_OF_NAME: first_key.get(source_name),
+                _LAST_OF_NAME: last_key.get(source_name)}[how]
         layer = by_key.get(name)
         if layer is None:
-            report.unused.append(name)
+            report.unused.append(source_name)
             continue
         if len(blobs) != len(layer.blobs):
             if not allow_mismatch:
@@ -668,7 +687,8 @@ def _plan_copies(source: dict[str, list[np.ndarray]], keys: list[str], layers: l
                 (first_key[blob.share_owner[0]], blob.share_owner[1])
             owner_shape = by_key[owner[0]].blobs[owner[1]].shape
             copies[owner] = np.array(values, dt).reshape(owner_shape)
-            report.copied.append(f"{name}/{i}")
+            if f"{name}/{i}" not in report.copied:  # copied again from a layer of the same name: listed once
+                report.copied.append(f"{name}/{i}")
     return copies
 
 

@@ -291,3 +291,36 @@ def test_a_sharing_layer_copies_into_its_owners_blob_the_later_wins():
     assert params["a"][0] is params["b"][0] and (params["a"][0] == 2).all()  # Caffe's shared memory: b wrote last
     assert (params["b"][1] == 1).all() and (params["a"][1] == 0).all()
     assert params.report.copied == ["a/0", "a/1", "b/0", "b/1"] and params.report.filled == []
+
+
+REPEATED = """
+layer { name: "in" type: "Input" top: "x" input_param { shape { dim: 1 dim: 3 } } }
+layer { name: "ip" type: "InnerProduct" bottom: "x" top: "a"
+        inner_product_param { num_output: 2 bias_term: false weight_filler { type: "constant" value: 5 } } }
+layer { name: "ip" type: "InnerProduct" bottom: "x" top: "b"
+        inner_product_param { num_output: 2 bias_term: false weight_filler { type: "constant" value: 7 } } }
+"""
+
+
+def _values(params):
+    return {key: float(blobs[0].reshape(-1)[0]) for key, blobs in params.items()}
+
+
+@pytest.mark.parametrize("rng", ["philox", "caffe"])
+def test_a_repeated_layer_name_is_copied_as_caffe_copies_it(tmp_path, rng):
+    """Caffe's CopyTrainedLayersFrom (a .caffemodel) copies every source layer of a name into the net's first
+    layer of that name, the later source last; CopyTrainedLayersFromHDF5 into the last (its name index).  A
+    mapping, .npz and .safetensors are matched by fill_net's keys (ip, ip#2)."""
+    net = fillers.load_net(REPEATED)
+    source = {"ip": [np.full((2, 3), 1, np.float32)], "ip#2": [np.full((2, 3), 2, np.float32)]}
+    fillers.save(source, tmp_path / "w.caffemodel", net=net)  # two layers named ip, as Caffe writes them
+    got = fillers.fill_net(net, rng=rng, seed=1, weights=tmp_path / "w.caffemodel")
+    assert _values(got) == {"ip": 2.0, "ip#2": 7.0}
+    assert got.report.copied == ["ip/0"] and got.report.filled == ["ip#2/0"]
+
+    fillers.save({"ip": [np.full((2, 3), 3, np.float32)]}, tmp_path / "w.h5")  # HDF5 names are unique
+    assert _values(fillers.fill_net(net, rng=rng, seed=1, weights=tmp_path / "w.h5")) == {"ip": 5.0, "ip#2": 3.0}
+
+    for weights in (source, tmp_path / "w.npz"):
+        fillers.save(source, tmp_path / "w.npz")
+        assert _values(fillers.fill_net(net, rng=rng, seed=1, weights=weights)) == {"ip": 1.0, "ip#2": 2.0}
