@@ -183,21 +183,27 @@ def test_progress_reports_every_byte_in_order(tmp_path, monkeypatch, net, suffix
     assert done == sorted(done) and done[-1] == total
 
 
+def _fake_fadvise(monkeypatch, writeback_bytes: int, fadvise) -> None:
+    """Pieces of 1 KiB, a writeback kick every ``writeback_bytes``, and ``fadvise`` in place of the OS's (the
+    test is skipped where there is no posix_fadvise: the writeback is then left to the final fsync)."""
+    if not hasattr(os, "posix_fadvise"):
+        pytest.skip("no posix_fadvise on this platform: the writeback is left to the final fsync")
+    monkeypatch.setattr("fillers.net.PIECE_BYTES", 1024)
+    monkeypatch.setattr("fillers.io.WRITEBACK_BYTES", writeback_bytes)
+    monkeypatch.setattr("fillers.io.os.posix_fadvise", fadvise)
+
+
 @pytest.mark.parametrize("suffix", FORMATS)
 def test_the_disk_write_is_started_as_the_pieces_are_written(tmp_path, monkeypatch, net, suffix):
     """Every WRITEBACK_BYTES the temporary file is flushed and its writeback started (POSIX_FADV_DONTNEED on
     the whole file, from a thread of its own), so the final fsync waits for little; the file is unchanged by
     it."""
-    if not hasattr(os, "posix_fadvise"):
-        pytest.skip("no posix_fadvise on this platform: the writeback is left to the final fsync")
-    monkeypatch.setattr("fillers.net.PIECE_BYTES", 1024)
-    monkeypatch.setattr("fillers.io.WRITEBACK_BYTES", 4096)
     kicks = []
 
     def fadvise(fd, offset, length, advice):
         kicks.append((os.fstat(fd).st_size, offset, length, advice))
 
-    monkeypatch.setattr("fillers.io.os.posix_fadvise", fadvise)
+    _fake_fadvise(monkeypatch, 4096, fadvise)
     path = tmp_path / f"net{suffix}"
     done = [0]
     fill_net(net, seed=3, out=path, progress=lambda d, t: done.append(d))
@@ -245,17 +251,13 @@ def test_a_writeback_kick_still_running_takes_the_next_one_with_it(tmp_path, mon
 def test_a_refused_writeback_kick_stops_the_kicks_not_the_fill(tmp_path, monkeypatch, net):
     """posix_fadvise is advice: a file system that refuses it (EINVAL, ESPIPE) gets the file written as without
     the kicks, whole and identical."""
-    if not hasattr(os, "posix_fadvise"):
-        pytest.skip("no posix_fadvise on this platform")
-    monkeypatch.setattr("fillers.net.PIECE_BYTES", 1024)
-    monkeypatch.setattr("fillers.io.WRITEBACK_BYTES", 1)
     calls = []
 
     def refuse(fd, offset, length, advice):
         calls.append(fd)
         raise OSError(22, "Invalid argument")
 
-    monkeypatch.setattr("fillers.io.os.posix_fadvise", refuse)
+    _fake_fadvise(monkeypatch, 1, refuse)
     path = tmp_path / "net.caffemodel"
     fill_net(net, seed=4, out=path)
     assert len(calls) == 1  # refused once, never asked again
