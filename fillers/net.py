@@ -659,11 +659,10 @@ def _plan_copies(source: Weights, keys: list[str], layers: list[LayerBlobs], dt:
     wins)."""
     by_key = dict(zip(keys, layers))
     first_key = {layer.name: key for key, layer in reversed(list(zip(keys, layers)))}
-    last_key = {layer.name: key for key, layer in zip(keys, layers)}
+    key_of_name = {_FIRST_OF_NAME: first_key, _LAST_OF_NAME: {layer.name: key for key, layer in zip(keys, layers)}}
     copies: dict[tuple[str, int], np.ndarray] = {}
     for source_name, blobs, how in source:
-        name = {_BY_KEY: source_name, _FIRST_OF_NAME: first_key.get(source_name),
-                _LAST_OF_NAME: last_key.get(source_name)}[how]
+        name = source_name if how == _BY_KEY else key_of_name[how].get(source_name)
         layer = by_key.get(name)
         if layer is None:
             report.unused.append(source_name)

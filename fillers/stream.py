@@ -12,8 +12,8 @@ written with ``write``, so they count in the page cache, not in the process's re
   each dataset's bytes are written at the offset HDF5 gave it (a 0-axis blob's one value through h5py);
 - ``.npz``: a stored (uncompressed) zip, as ``numpy.savez`` writes, each member's ``.npy`` header then its
   values through ``zipfile``'s streaming member writer;
-- ``.npy`` folder: each blob's file made by ``numpy.lib.format.open_memmap``, then filled piece by piece
-  straight into a mapping of that piece alone, unmapped before the next (the resident set holds one piece).
+- ``.npy`` folder: each blob's file laid out by ``numpy.lib.format.open_memmap``, then its values written
+  after the header through a :class:`~fillers.caffemodel.WriteQueue` of its own.
 """
 from __future__ import annotations
 
@@ -29,7 +29,6 @@ from fillers import caffe_pb2
 from fillers.caffemodel import (
     Blob,
     CaffemodelWriter,
-    ChunkedBlob,
     WriteQueue,
     blob_pieces,
     check_caffemodel_size,
